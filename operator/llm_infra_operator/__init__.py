@@ -1,0 +1,1 @@
+"""llm-infra operator: the kopf app that reconciles the four kinds (see ARCHITECTURE.md)."""
