@@ -1,0 +1,102 @@
+"""Fixtures that hand over ready, real servers (tests/servers), and their logs on failure.
+
+Servers are session-scoped and start on first use, so a unit-only run starts
+none. Each lives in its own temp dir and is stopped when the session ends.
+"""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Generator, Iterator
+from pathlib import Path
+from typing import Protocol, runtime_checkable
+
+import pytest
+
+from tests.servers import qdrant
+from tests.servers.helm import Helm
+from tests.servers.kube import KubeServer
+from tests.servers.nats import NatsServer
+from tests.servers.openbao import OpenBao
+
+pytest_plugins = ["pytester"]
+
+
+@runtime_checkable
+class _HasLog(Protocol):
+    name: str
+
+    def log_tail(self) -> str: ...
+
+
+@pytest.hookimpl(wrapper=True)
+def pytest_runtest_makereport(
+    item: pytest.Item, call: pytest.CallInfo[None]
+) -> Generator[None, pytest.TestReport, pytest.TestReport]:
+    report = yield
+    if report.failed:
+        seen: set[int] = set()
+        for value in getattr(item, "funcargs", {}).values():
+            if isinstance(value, _HasLog) and id(value) not in seen:
+                seen.add(id(value))
+                report.sections.append((f"server log: {value.name}", value.log_tail()))
+    return report
+
+
+@pytest.fixture(scope="session")
+def kube(tmp_path_factory: pytest.TempPathFactory) -> Iterator[KubeServer]:
+    """etcd + kube-apiserver with RBAC; `kube.kubeconfig` is an admin kubeconfig."""
+    with KubeServer(tmp_path_factory.mktemp("kube")) as server:
+        yield server
+
+
+@pytest.fixture(scope="session")
+def kubeconfig(kube: KubeServer) -> Path:
+    return kube.kubeconfig
+
+
+@pytest.fixture
+def namespace(kube: KubeServer) -> str:
+    """A fresh namespace per test: deleted ones stay Terminating without a controller-manager."""
+    name = f"t-{uuid.uuid4().hex[:10]}"
+    kube.kubectl("create", "namespace", name)
+    return name
+
+
+@pytest.fixture(scope="session")
+def helm(tmp_path_factory: pytest.TempPathFactory, kube: KubeServer) -> Helm:
+    return Helm(tmp_path_factory.mktemp("helm"), kube.kubeconfig)
+
+
+@pytest.fixture(scope="session")
+def nats_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[NatsServer]:
+    with NatsServer(tmp_path_factory.mktemp("nats")) as server:
+        yield server
+
+
+@pytest.fixture(scope="session")
+def nats_url(nats_server: NatsServer) -> str:
+    return nats_server.url
+
+
+@pytest.fixture(scope="session")
+def bao(tmp_path_factory: pytest.TempPathFactory) -> Iterator[OpenBao]:
+    """OpenBao dev server: `bao.url`, `bao.token` (root), KV v2 at `secret/`."""
+    with OpenBao(tmp_path_factory.mktemp("openbao")) as server:
+        yield server
+
+
+@pytest.fixture
+def edge_shard_dir(tmp_path: Path) -> Path:
+    """A fresh directory for one qdrant-edge shard (one owner per directory)."""
+    return tmp_path / "shard"
+
+
+@pytest.fixture(scope="session", params=qdrant.backends())
+def qdrant_backend(
+    request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[qdrant.QdrantBackend]:
+    """The Qdrant API: qdrant-client local mode, and a real server when QDRANT_URL is set."""
+    backend = qdrant.connect(request.param, tmp_path_factory.mktemp(f"qdrant-{request.param}"))
+    yield backend
+    backend.client.close()
