@@ -1,0 +1,35 @@
+"""Regenerate every generated file from its source of truth: `make generate`.
+
+Each generated file starts with a GENERATED line naming this script, and a unit
+test renders it again and compares, so a stale file fails `make test`.
+"""
+
+from __future__ import annotations
+
+import sys
+from collections.abc import Callable
+from pathlib import Path
+
+from llm_infra import errors
+
+REPO = Path(__file__).resolve().parents[1]
+
+GENERATED: dict[str, Callable[[], str]] = {
+    "docs/errors.md": errors.render_catalogue_markdown,
+}
+
+
+def main() -> int:
+    for relative, render in GENERATED.items():
+        path = REPO / relative
+        text = render()
+        if path.exists() and path.read_text(encoding="utf-8") == text:
+            print(f"unchanged  {relative}")
+            continue
+        path.write_text(text, encoding="utf-8")
+        print(f"written    {relative}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
