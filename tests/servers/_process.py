@@ -15,8 +15,11 @@ import signal
 import socket
 import subprocess
 import time
-from collections.abc import Callable, Iterator, Mapping, Sequence
+from abc import ABC, abstractmethod
+from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
+from types import TracebackType
+from typing import Self
 
 import httpx
 
@@ -161,11 +164,27 @@ class ServerProcess:
         )
 
 
-@contextlib.contextmanager
-def running(process: ServerProcess) -> Iterator[ServerProcess]:
-    """Start `process` and stop it on exit, whatever happens in between."""
-    process.start()
-    try:
-        yield process
-    finally:
-        process.stop()
+class ManagedServer(ABC):
+    """What every server in tests/servers offers: start, stop, its log, and `with`."""
+
+    name: str
+
+    @abstractmethod
+    def start(self) -> Self:
+        """Start and return once the server answers its health check."""
+
+    @abstractmethod
+    def stop(self) -> None:
+        """Stop, bounded in time; a stopped server may be started again."""
+
+    @abstractmethod
+    def log_tail(self) -> str:
+        """The end of the server's log, for the report of a failing test."""
+
+    def __enter__(self) -> Self:
+        return self.start()
+
+    def __exit__(
+        self, et: type[BaseException] | None, ev: BaseException | None, tb: TracebackType | None
+    ) -> None:
+        self.stop()

@@ -18,7 +18,6 @@ import os
 import ssl
 import subprocess
 from pathlib import Path
-from types import TracebackType
 
 import httpx
 import yaml
@@ -28,7 +27,7 @@ from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 
 from tests.servers import binaries
-from tests.servers._process import ServerProcess, free_port
+from tests.servers._process import ManagedServer, ServerProcess, free_port
 
 ADMIN_USER = "llm-infra-test-admin"
 _VALIDITY = datetime.timedelta(days=2)
@@ -115,7 +114,7 @@ class _CertificateAuthority:
         return _pem_cert(cert), _pem_key(key)
 
 
-class KubeServer:
+class KubeServer(ManagedServer):
     """etcd and kube-apiserver on free ports; stop() ends both."""
 
     name = "kube-apiserver"
@@ -264,11 +263,3 @@ class KubeServer:
 
     def log_tail(self) -> str:
         return f"{self._etcd.log_tail(30)}\n{self._apiserver.log_tail()}"
-
-    def __enter__(self) -> KubeServer:
-        return self.start()
-
-    def __exit__(
-        self, et: type[BaseException] | None, ev: BaseException | None, tb: TracebackType | None
-    ) -> None:
-        self.stop()

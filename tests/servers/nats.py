@@ -8,15 +8,14 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
-from types import TracebackType
 
 import httpx
 
 from tests.servers import binaries
-from tests.servers._process import ServerProcess, free_port
+from tests.servers._process import ManagedServer, ServerProcess, free_port
 
 
-class NatsServer:
+class NatsServer(ManagedServer):
     """`nats-server -js` bound to 127.0.0.1; `url` is what nats.connect() takes."""
 
     name = "nats-server"
@@ -60,11 +59,3 @@ class NatsServer:
 
     def log_tail(self) -> str:
         return self._process.log_tail()
-
-    def __enter__(self) -> NatsServer:
-        return self.start()
-
-    def __exit__(
-        self, et: type[BaseException] | None, ev: BaseException | None, tb: TracebackType | None
-    ) -> None:
-        self.stop()

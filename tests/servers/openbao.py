@@ -10,15 +10,14 @@ from __future__ import annotations
 import os
 import secrets
 from pathlib import Path
-from types import TracebackType
 
 import httpx
 
 from tests.servers import binaries
-from tests.servers._process import ServerProcess, free_port_pair
+from tests.servers._process import ManagedServer, ServerProcess, free_port_pair
 
 
-class OpenBao:
+class OpenBao(ManagedServer):
     """`bao server -dev` on 127.0.0.1; `url` and `token` are what hvac.Client takes."""
 
     name = "openbao"
@@ -53,11 +52,3 @@ class OpenBao:
 
     def log_tail(self) -> str:
         return self._process.log_tail()
-
-    def __enter__(self) -> OpenBao:
-        return self.start()
-
-    def __exit__(
-        self, et: type[BaseException] | None, ev: BaseException | None, tb: TracebackType | None
-    ) -> None:
-        self.stop()
