@@ -1,0 +1,156 @@
+"""The base of every resource model: camelCase on the wire, described fields, rules in one place.
+
+A field's docstring is its description (it becomes `kubectl explain` text).
+A cross-field rule is declared once, as a `Rule` carrying both its CEL
+expression (for the API server, through the generated CRD) and the same check
+in Python (for the SDK and the operator), so a manifest is judged the same way
+on both sides.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any, ClassVar, Self
+
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    GetCoreSchemaHandler,
+    GetJsonSchemaHandler,
+    ValidationError,
+    model_validator,
+)
+from pydantic.alias_generators import to_camel
+from pydantic_core import InitErrorDetails, PydanticCustomError, core_schema
+
+
+@dataclass(frozen=True)
+class Rule:
+    """A cross-field rule: `cel` for the API server, `check` for Python, one message for both.
+
+    `field` is the JSON path below the model that the rule is about (for
+    example ``.embeddingModel.dimensions``): the API server reports it as the
+    failing field, and so does the Python check. A `transition` rule compares
+    with the stored object (`oldSelf`) and only the API server can run it.
+    """
+
+    cel: str
+    message: str
+    field: str | None = None
+    check: Callable[[Any], bool] | None = None
+    reason: str | None = None
+    transition: bool = False
+
+    def as_validation(self) -> dict[str, str]:
+        rule = {"rule": self.cel, "message": self.message}
+        if self.field:
+            rule["fieldPath"] = self.field
+        if self.reason:
+            rule["reason"] = self.reason
+        return rule
+
+
+class ApiModel(BaseModel):
+    """Base of the resource models: camelCase aliases, unknown fields refused, field docstrings."""
+
+    model_config = ConfigDict(
+        alias_generator=to_camel,
+        populate_by_name=True,
+        extra="forbid",
+        use_attribute_docstrings=True,
+        validate_default=False,
+        json_schema_extra=lambda schema, cls: _add_rules(schema, cls),
+    )
+
+    rules: ClassVar[tuple[Rule, ...]] = ()
+    """Cross-field rules of this object (see `Rule`)."""
+
+    @model_validator(mode="after")
+    def _check_rules(self) -> Self:
+        broken = [rule for rule in self.rules if rule.check is not None and not rule.check(self)]
+        if broken:
+            # Located at the rule's field, as the API server reports it.
+            raise ValidationError.from_exception_data(
+                type(self).__name__,
+                [
+                    InitErrorDetails(
+                        type=PydanticCustomError("rule", rule.message),
+                        loc=tuple(rule.field.strip(".").split(".")) if rule.field else (),
+                        input=None,  # the manifest may hold inline values: never echo them
+                    )
+                    for rule in broken
+                ],
+            )
+        return self
+
+    def to_wire(self) -> dict[str, Any]:
+        """The object as the API server stores it: camelCase keys, unset optionals left out."""
+        return self.model_dump(mode="json", by_alias=True, exclude_none=True)
+
+
+@dataclass(frozen=True)
+class KeyedBy:
+    """`Annotated[list[X], KeyedBy("name")]`: a list whose items are unique by `key`.
+
+    The CRD gets ``x-kubernetes-list-type: map`` (server-side apply merges
+    items by key, the API server refuses duplicates); Python refuses them too.
+    """
+
+    key: str
+
+    def __get_pydantic_core_schema__(
+        self, source: Any, handler: GetCoreSchemaHandler
+    ) -> core_schema.CoreSchema:
+        return core_schema.no_info_after_validator_function(self._unique, handler(source))
+
+    def __get_pydantic_json_schema__(
+        self, schema: core_schema.CoreSchema, handler: GetJsonSchemaHandler
+    ) -> dict[str, Any]:
+        json_schema = handler(schema)
+        json_schema.update(
+            {"x-kubernetes-list-type": "map", "x-kubernetes-list-map-keys": [self.key]}
+        )
+        return json_schema
+
+    def _unique(self, items: list[Any]) -> list[Any]:
+        seen: set[object] = set()
+        for item in items:
+            value = item.get(self.key) if isinstance(item, dict) else getattr(item, self.key, None)
+            if value in seen:
+                raise PydanticCustomError(
+                    "duplicate_key", "duplicate {key} {value!r}", {"key": self.key, "value": value}
+                )
+            seen.add(value)
+        return items
+
+
+def _add_rules(schema: dict[str, Any], cls: type[Any]) -> None:
+    rules = getattr(cls, "rules", ())
+    if rules:
+        schema["x-kubernetes-validations"] = [rule.as_validation() for rule in rules]
+
+
+@dataclass(frozen=True)
+class UniqueItems:
+    """`Annotated[list[str], UniqueItems()]`: distinct values (``x-kubernetes-list-type: set``)."""
+
+    def __get_pydantic_core_schema__(
+        self, source: Any, handler: GetCoreSchemaHandler
+    ) -> core_schema.CoreSchema:
+        return core_schema.no_info_after_validator_function(self._unique, handler(source))
+
+    def __get_pydantic_json_schema__(
+        self, schema: core_schema.CoreSchema, handler: GetJsonSchemaHandler
+    ) -> dict[str, Any]:
+        json_schema = handler(schema)
+        json_schema["x-kubernetes-list-type"] = "set"
+        return json_schema
+
+    def _unique(self, items: list[Any]) -> list[Any]:
+        duplicates = sorted({str(item) for item in items if items.count(item) > 1})
+        if duplicates:
+            raise PydanticCustomError(
+                "duplicate_item", "duplicate values {duplicates}", {"duplicates": duplicates}
+            )
+        return items
