@@ -1,0 +1,276 @@
+"""VectorCollection: a Qdrant collection declared as a resource (short name `vc`).
+
+Reconciled by the operator into a collection in a Qdrant server (through
+qdrant-client) or in the control plane's embedded Qdrant core (qdrant-edge).
+"""
+
+from __future__ import annotations
+
+from typing import Annotated, ClassVar, Literal
+
+from pydantic import Field
+
+from llm_infra.api._model import ApiModel, KeyedBy, Rule, UniqueItems
+from llm_infra.api._resource import CrdInfo, PrinterColumn, Resource, ResourceStatus
+from llm_infra.api.v1alpha1._common import Name, SecretKeyRef
+
+Distance = Literal["Cosine", "Dot", "Euclid", "Manhattan"]
+Datatype = Literal["float32", "float16", "uint8"]
+PayloadType = Literal["keyword", "integer", "float", "bool", "geo", "datetime", "uuid", "text"]
+Tier = Literal["hot", "warm", "cold"]
+Dimensions = Annotated[int, Field(ge=1, le=65536)]
+
+
+class QdrantBackend(ApiModel):
+    """A Qdrant server or cluster reached over the network."""
+
+    url: str = Field(pattern=r"^https?://[^\s/]+(/.*)?$", max_length=2048)
+    """Base URL of the Qdrant REST API, e.g. http://qdrant.qdrant.svc:6333."""
+    api_key_secret_ref: SecretKeyRef | None = None
+    """Secret key holding the API key, if the server requires one."""
+    grpc: bool = False
+    """Talk gRPC (port 6334) instead of REST."""
+
+
+class EmbeddedBackend(ApiModel):
+    """The Qdrant core embedded in the control plane (qdrant-edge); one machine, no replicas."""
+
+
+class Backend(ApiModel):
+    """Where the collection lives: exactly one of qdrant or embedded."""
+
+    rules: ClassVar = (
+        Rule(
+            cel="has(self.qdrant) != has(self.embedded)",
+            message="set exactly one of qdrant or embedded",
+            check=lambda b: (b.qdrant is None) != (b.embedded is None),
+        ),
+    )
+
+    qdrant: QdrantBackend | None = None
+    """A Qdrant server or cluster."""
+    embedded: EmbeddedBackend | None = None
+    """The embedded Qdrant core of the control plane."""
+
+
+class VectorParams(ApiModel):
+    """Shape of the vectors stored in the collection."""
+
+    size: Dimensions
+    """Number of dimensions; must equal the embedding model's."""
+    distance: Distance = "Cosine"
+    """Similarity measure."""
+    datatype: Datatype = "float32"
+    """Storage type of each component."""
+    on_disk: bool = False
+    """Keep vectors on disk (memory-mapped) instead of in RAM."""
+
+
+class NamedVectorParams(VectorParams):
+    """One named vector of a collection that stores several per point."""
+
+    name: Name
+    """Name of the vector, as clients query it."""
+
+
+class EmbeddingModel(ApiModel):
+    """The model that produces the vectors; clients read it to embed queries the same way."""
+
+    name: str = Field(min_length=1, max_length=256)
+    """Model name, e.g. sentence-transformers/all-MiniLM-L6-v2."""
+    version: str | None = Field(None, max_length=128)
+    """Model version or revision."""
+    dimensions: Dimensions
+    """Output dimensions of the model."""
+
+
+class HnswConfig(ApiModel):
+    """HNSW index parameters."""
+
+    m: int = Field(16, ge=0, le=128)
+    """Edges per node; 0 disables the graph (payload-filtered search only)."""
+    ef_construct: int = Field(100, ge=4, le=4096)
+    """Candidates kept while building; higher is slower to build, better recall."""
+    full_scan_threshold: int = Field(10000, ge=0)
+    """Below this many KB of vectors a search scans instead of walking the graph."""
+
+
+class SearchDefaults(ApiModel):
+    """Search parameters published to clients as their defaults."""
+
+    hnsw_ef: int | None = Field(None, ge=1, le=4096)
+    """Candidates kept while searching; higher is slower, better recall."""
+    exact: bool = False
+    """Search exhaustively instead of through the index."""
+    rescore: bool | None = None
+    """Rescore quantized candidates with the original vectors."""
+    oversampling: float | None = Field(None, ge=1.0, le=16.0)
+    """Fetch this many times more quantized candidates before rescoring."""
+
+
+class ScalarQuantization(ApiModel):
+    """int8 scalar quantization: 4x less memory, recall close to float32 with rescoring."""
+
+    type: Literal["int8"] = "int8"
+    """Quantized type."""
+    quantile: float = Field(0.99, ge=0.5, le=1.0)
+    """Quantile of values used to compute the quantization bounds."""
+    always_ram: bool = True
+    """Keep quantized vectors in RAM even when the originals are on disk."""
+
+
+class BinaryQuantization(ApiModel):
+    """1-bit quantization: 32x less memory; test recall on your embeddings before using it."""
+
+    always_ram: bool = True
+    """Keep quantized vectors in RAM."""
+
+
+class ProductQuantization(ApiModel):
+    """Product quantization: highest compression, lowest recall."""
+
+    compression: Literal["x4", "x8", "x16", "x32", "x64"] = "x16"
+    """Compression ratio."""
+    always_ram: bool = True
+    """Keep quantized vectors in RAM."""
+
+
+class Quantization(ApiModel):
+    """Explicit quantization: exactly one of scalar, binary or product."""
+
+    rules: ClassVar = (
+        Rule(
+            cel="[has(self.scalar), has(self.binary), has(self.product)].filter(x, x).size() == 1",
+            message="set exactly one of scalar, binary or product",
+            check=lambda q: sum(x is not None for x in (q.scalar, q.binary, q.product)) == 1,
+        ),
+    )
+
+    scalar: ScalarQuantization | None = None
+    """int8 scalar quantization."""
+    binary: BinaryQuantization | None = None
+    """Binary quantization."""
+    product: ProductQuantization | None = None
+    """Product quantization."""
+
+
+class PayloadIndex(ApiModel):
+    """An index on a payload field; filter only on indexed fields (unindexed filters scan)."""
+
+    field: str = Field(min_length=1, max_length=256)
+    """Payload field (a JSON path such as metadata.lang)."""
+    type: PayloadType
+    """Index type."""
+
+
+class VectorCollectionSpec(ApiModel):
+    """Desired state of a vector collection."""
+
+    rules: ClassVar = (
+        Rule(
+            cel="has(self.vectors) != (has(self.namedVectors) && size(self.namedVectors) > 0)",
+            message="set exactly one of vectors or namedVectors",
+            field=".vectors",
+            check=lambda s: (s.vectors is not None) != (len(s.named_vectors) > 0),
+        ),
+        Rule(
+            cel="!has(self.embeddingModel) || !has(self.vectors)"
+            " || self.embeddingModel.dimensions == self.vectors.size",
+            message="embeddingModel.dimensions must equal vectors.size",
+            field=".embeddingModel.dimensions",
+            check=lambda s: (
+                s.embedding_model is None
+                or s.vectors is None
+                or s.embedding_model.dimensions == s.vectors.size
+            ),
+        ),
+        Rule(
+            cel="!(has(self.tier) && has(self.quantization))",
+            message="set tier or quantization, not both",
+            field=".quantization",
+            check=lambda s: s.tier is None or s.quantization is None,
+        ),
+        Rule(
+            cel="has(self.collectionName) == has(oldSelf.collectionName)"
+            " && (!has(self.collectionName) || self.collectionName == oldSelf.collectionName)",
+            message="collectionName is immutable",
+            field=".collectionName",
+            transition=True,
+        ),
+    )
+
+    backend: Backend | None = None
+    """Where the collection lives; the operator's default backend when unset."""
+    collection_name: str | None = Field(None, pattern=r"^[a-zA-Z0-9_-]+$", max_length=255)
+    """Name in Qdrant; <namespace>-<name> when unset. Immutable."""
+    vectors: VectorParams | None = None
+    """The collection's single unnamed vector."""
+    named_vectors: Annotated[list[NamedVectorParams], KeyedBy("name"), Field(max_length=16)] = (
+        Field(default_factory=list)
+    )
+    """Several named vectors per point, instead of `vectors`."""
+    embedding_model: EmbeddingModel | None = None
+    """The model that produces the vectors."""
+    hnsw: HnswConfig = Field(default_factory=HnswConfig)
+    """HNSW index parameters."""
+    search: SearchDefaults = Field(default_factory=SearchDefaults)
+    """Search defaults published to clients."""
+    tier: Tier | None = None
+    """A storage profile: hot (float32 in RAM), warm (int8 with rescore), cold (on disk, binary
+    with rescore). Mutually exclusive with quantization."""
+    quantization: Quantization | None = None
+    """Explicit quantization, instead of a tier."""
+    payload_indexes: Annotated[list[PayloadIndex], KeyedBy("field"), Field(max_length=64)] = Field(
+        default_factory=list
+    )
+    """Payload fields to index, one entry per field."""
+    shards: int = Field(1, ge=1, le=1024)
+    """Number of shards (Qdrant server only)."""
+    replicas: int = Field(1, ge=1, le=16)
+    """Copies of each shard (Qdrant server only)."""
+    aliases: Annotated[
+        list[Annotated[str, Field(pattern=r"^[a-zA-Z0-9_-]+$", max_length=255)]],
+        Field(max_length=16),
+        UniqueItems(),
+    ] = Field(default_factory=list)
+    """Other names clients may use for the collection."""
+    deletion_policy: Literal["Retain", "Delete"] = "Retain"
+    """What happens to the Qdrant collection when this resource is deleted."""
+
+
+class VectorCollectionStatus(ResourceStatus):
+    """Observed state of a vector collection."""
+
+    collection_name: str | None = None
+    """Name of the collection in Qdrant."""
+    backend: Literal["qdrant", "embedded"] | None = None
+    """The backend in use."""
+    points_count: int | None = Field(None, ge=0)
+    """Points stored."""
+    indexed_vectors_count: int | None = Field(None, ge=0)
+    """Vectors in the HNSW index."""
+
+
+class VectorCollection(Resource):
+    """A vector collection in Qdrant, reconciled by the llm-infra operator."""
+
+    crd: ClassVar = CrdInfo(
+        kind="VectorCollection",
+        plural="vectorcollections",
+        short_names=("vc",),
+        version="v1alpha1",
+        description="A vector collection in Qdrant (server or embedded), managed by llm-infra.",
+        columns=(
+            PrinterColumn("Dims", ".spec.vectors.size", type="integer", description="Vector size"),
+            PrinterColumn("Backend", ".status.backend", description="qdrant or embedded"),
+            PrinterColumn("Points", ".status.pointsCount", type="integer", description="Points"),
+        ),
+    )
+
+    spec: VectorCollectionSpec
+    """Desired state."""
+    status: VectorCollectionStatus | None = None
+    """Observed state, written by the operator."""
+
+
+__all__ = ["VectorCollection", "VectorCollectionSpec", "VectorCollectionStatus"]
