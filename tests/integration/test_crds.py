@@ -1,0 +1,133 @@
+"""The generated CRDs on a real API server: installed, explained, listed, and strict about input."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+from pathlib import Path
+
+import pytest
+import yaml
+
+from llm_infra.api import v1alpha1
+from llm_infra.api.conditions import set_condition
+from llm_infra.api.v1alpha1.vectorcollection import HnswConfig, VectorCollectionStatus
+from tests.corpus import REPO, InvalidCase, examples, invalid_cases
+from tests.servers.kube import KubeServer
+
+
+@pytest.fixture(scope="module")
+def crds(kube: KubeServer) -> None:
+    kube.kubectl("apply", "--server-side", "-f", str(REPO / "crds"))
+    names = [f"crd/{kind.crd.crd_name}" for kind in v1alpha1.KINDS]
+    kube.kubectl("wait", "--for=condition=Established", "--timeout=60s", *names)
+
+
+def _kubectl(kube: KubeServer, *args: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [str(REPO / "bin" / "kubectl"), f"--kubeconfig={kube.kubeconfig}", *args],
+        capture_output=True,
+        text=True,
+        check=False,
+        timeout=60,
+    )
+
+
+@pytest.mark.usefixtures("crds")
+def test_crds_are_established_with_their_names(kube: KubeServer) -> None:
+    for kind in v1alpha1.KINDS:
+        crd = json.loads(kube.kubectl("get", "crd", kind.crd.crd_name, "-o", "json").stdout)
+        conditions = {c["type"]: c["status"] for c in crd["status"]["conditions"]}
+        assert conditions["Established"] == conditions["NamesAccepted"] == "True"
+        assert crd["status"]["acceptedNames"]["shortNames"] == list(kind.crd.short_names)
+
+
+@pytest.mark.usefixtures("crds")
+def test_examples_apply_and_read_back_with_columns(kube: KubeServer, namespace: str) -> None:
+    for path in examples():
+        kube.kubectl("apply", "-n", namespace, "-f", str(path))
+    for kind in v1alpha1.KINDS:
+        table = kube.kubectl("get", kind.crd.short_names[0], "-n", namespace).stdout
+        header = table.splitlines()[0].split()
+        expected = (
+            ["NAME", "READY", "REASON"] + [c.name.upper() for c in kind.crd.columns] + ["AGE"]
+        )
+        assert header == expected, table
+        assert len(table.splitlines()) >= 2, f"no {kind.crd.kind} from examples/"
+    listed = kube.kubectl("get", "llm-infra", "-n", namespace, "-o", "name").stdout.split()
+    groups = {name.split("/")[0].split(".")[0] for name in listed}
+    assert groups == {kind.crd.singular for kind in v1alpha1.KINDS}
+
+
+@pytest.mark.usefixtures("crds")
+def test_explain_shows_the_model_descriptions(kube: KubeServer) -> None:
+    text = kube.kubectl("explain", "vectorcollection.spec.hnsw").stdout
+    for field in ("ef_construct", "m", "full_scan_threshold"):
+        description = HnswConfig.model_fields[field].description
+        assert description
+        assert " ".join(description.split()[:5]) in " ".join(text.split())
+
+
+@pytest.mark.usefixtures("crds")
+@pytest.mark.parametrize("case", invalid_cases(), ids=lambda c: c.id)
+def test_invalid_manifest_is_refused_naming_the_field(
+    kube: KubeServer, namespace: str, case: InvalidCase, tmp_path: Path
+) -> None:
+    *accepted, refused = case.documents  # update cases first create the object they then change
+    for index, document in enumerate(case.documents):
+        path = tmp_path / f"{index}.yaml"
+        path.write_text(yaml.safe_dump(document))
+        result = _kubectl(kube, "apply", "-n", namespace, "-f", str(path))
+        if document is not refused:
+            assert result.returncode == 0, result.stderr
+    assert accepted or not case.update
+    assert result.returncode != 0, f"{case.id} was accepted"
+    assert case.field in result.stderr, result.stderr
+
+
+@pytest.mark.usefixtures("crds")
+def test_status_subresource_takes_the_helper_conditions(kube: KubeServer, namespace: str) -> None:
+    kube.kubectl(
+        "apply", "-n", namespace, "-f", str(REPO / "examples" / "vectorcollection-rag.yaml")
+    )
+    before = json.loads(
+        kube.kubectl("get", "vc", "support-docs", "-n", namespace, "-o", "json").stdout
+    )
+    generation = before["metadata"]["generation"]
+    conditions = set_condition(
+        [],
+        "Ready",
+        True,
+        reason="CollectionReady",
+        message="1,204 points",
+        observed_generation=generation,
+    )
+    status = VectorCollectionStatus(
+        observed_generation=generation,
+        conditions=conditions,
+        backend="qdrant",
+        collection_name=f"{namespace}-support-docs",
+        points_count=1204,
+    )
+    patch = json.dumps({"status": status.to_wire()})
+    kube.kubectl(
+        "patch",
+        "vc",
+        "support-docs",
+        "-n",
+        namespace,
+        "--subresource=status",
+        "--type=merge",
+        "-p",
+        patch,
+    )
+
+    after = json.loads(
+        kube.kubectl("get", "vc", "support-docs", "-n", namespace, "-o", "json").stdout
+    )
+    assert after["spec"] == before["spec"]
+    assert after["metadata"]["generation"] == generation
+    assert VectorCollectionStatus.model_validate(after["status"]) == status
+    row = kube.kubectl("get", "vc", "support-docs", "-n", namespace, "--no-headers").stdout.split()
+    assert row[1:3] == ["True", "CollectionReady"]
+    assert "1204" in row
