@@ -9,6 +9,7 @@ on both sides.
 
 from __future__ import annotations
 
+from abc import ABC, abstractmethod
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any, ClassVar, Self
@@ -89,8 +90,31 @@ class ApiModel(BaseModel):
         return self.model_dump(mode="json", by_alias=True, exclude_none=True)
 
 
+class _ListConstraint(ABC):
+    """A list annotation that extends the CRD schema and checks the same thing in Python."""
+
+    extensions: ClassVar[dict[str, Any]] = {}
+
+    def __get_pydantic_core_schema__(
+        self, source: Any, handler: GetCoreSchemaHandler
+    ) -> core_schema.CoreSchema:
+        return core_schema.no_info_after_validator_function(self.check, handler(source))
+
+    def __get_pydantic_json_schema__(
+        self, schema: core_schema.CoreSchema, handler: GetJsonSchemaHandler
+    ) -> dict[str, Any]:
+        return {**handler(schema), **self.schema_extensions()}
+
+    def schema_extensions(self) -> dict[str, Any]:
+        return dict(self.extensions)
+
+    @abstractmethod
+    def check(self, items: list[Any]) -> list[Any]:
+        """Return `items` if they keep the constraint, else raise PydanticCustomError."""
+
+
 @dataclass(frozen=True)
-class KeyedBy:
+class KeyedBy(_ListConstraint):
     """`Annotated[list[X], KeyedBy("name")]`: a list whose items are unique by `key`.
 
     The CRD gets ``x-kubernetes-list-type: map`` (server-side apply merges
@@ -99,21 +123,10 @@ class KeyedBy:
 
     key: str
 
-    def __get_pydantic_core_schema__(
-        self, source: Any, handler: GetCoreSchemaHandler
-    ) -> core_schema.CoreSchema:
-        return core_schema.no_info_after_validator_function(self._unique, handler(source))
+    def schema_extensions(self) -> dict[str, Any]:
+        return {"x-kubernetes-list-type": "map", "x-kubernetes-list-map-keys": [self.key]}
 
-    def __get_pydantic_json_schema__(
-        self, schema: core_schema.CoreSchema, handler: GetJsonSchemaHandler
-    ) -> dict[str, Any]:
-        json_schema = handler(schema)
-        json_schema.update(
-            {"x-kubernetes-list-type": "map", "x-kubernetes-list-map-keys": [self.key]}
-        )
-        return json_schema
-
-    def _unique(self, items: list[Any]) -> list[Any]:
+    def check(self, items: list[Any]) -> list[Any]:
         seen: set[object] = set()
         for item in items:
             value = item.get(self.key) if isinstance(item, dict) else getattr(item, self.key, None)
@@ -125,32 +138,22 @@ class KeyedBy:
         return items
 
 
-def _add_rules(schema: dict[str, Any], cls: type[Any]) -> None:
-    rules = getattr(cls, "rules", ())
-    if rules:
-        schema["x-kubernetes-validations"] = [rule.as_validation() for rule in rules]
-
-
 @dataclass(frozen=True)
-class UniqueItems:
+class UniqueItems(_ListConstraint):
     """`Annotated[list[str], UniqueItems()]`: distinct values (``x-kubernetes-list-type: set``)."""
 
-    def __get_pydantic_core_schema__(
-        self, source: Any, handler: GetCoreSchemaHandler
-    ) -> core_schema.CoreSchema:
-        return core_schema.no_info_after_validator_function(self._unique, handler(source))
+    extensions: ClassVar[dict[str, Any]] = {"x-kubernetes-list-type": "set"}
 
-    def __get_pydantic_json_schema__(
-        self, schema: core_schema.CoreSchema, handler: GetJsonSchemaHandler
-    ) -> dict[str, Any]:
-        json_schema = handler(schema)
-        json_schema["x-kubernetes-list-type"] = "set"
-        return json_schema
-
-    def _unique(self, items: list[Any]) -> list[Any]:
+    def check(self, items: list[Any]) -> list[Any]:
         duplicates = sorted({str(item) for item in items if items.count(item) > 1})
         if duplicates:
             raise PydanticCustomError(
                 "duplicate_item", "duplicate values {duplicates}", {"duplicates": duplicates}
             )
         return items
+
+
+def _add_rules(schema: dict[str, Any], cls: type[Any]) -> None:
+    rules = getattr(cls, "rules", ())
+    if rules:
+        schema["x-kubernetes-validations"] = [rule.as_validation() for rule in rules]
