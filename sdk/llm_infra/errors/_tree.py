@@ -238,6 +238,55 @@ class VectorUnavailable(VectorError):
     retryable = True
 
 
+class InvalidVector(VectorError):
+    """A vector that no index can hold: empty, or with NaN or infinite components."""
+
+    code = "vector.invalid_vector"
+    status = 422
+    title = "Invalid vector"
+
+
+class UnknownDistance(VectorError):
+    code = "vector.unknown_distance"
+    status = 422
+    title = "Unknown distance"
+
+
+class CollectionConfigMismatch(VectorError):
+    """An existing collection differs from its spec in a field that cannot change in place.
+
+    Nothing was modified; `field` names what differs. Recreate the collection
+    (or point the spec at a new collectionName) to change it.
+    """
+
+    code = "vector.config_mismatch"
+    status = 409
+    title = "Collection differs from its spec in an immutable field"
+
+    def __init__(
+        self,
+        message: str = "",
+        *,
+        field: str | None = None,
+        expected: str | None = None,
+        actual: str | None = None,
+        collection: str | None = None,
+        **common: Unpack[_base.ErrorOptions],
+    ) -> None:
+        super().__init__(message, collection=collection, **common)
+        self.field = _scrub(field)
+        self.expected = _scrub(expected)
+        self.actual = _scrub(actual)
+
+
+class CollectionLocked(VectorError):
+    """The embedded collection's directory is open in another process (one owner per directory)."""
+
+    code = "vector.collection_locked"
+    status = 409
+    title = "Collection is open in another process"
+
+
 # -- authentication and authorization ----------------------------------------------------------
 
 
