@@ -80,6 +80,13 @@ async def test_index_policy_builds_the_graph_without_an_optimize_call(tmp_path: 
         await store.insert_batch(points(600, start=600))
         stats = await store.stats()
         assert stats.indexed_vectors == stats.points == 1200
+        # Builds space out as the collection grows: 1,000 new points are not yet
+        # worth rebuilding next to 1,200 indexed ones; 1,300 are.
+        await store.insert_batch(points(1000, start=1200))
+        assert (await store.stats()).indexed_vectors == 1200
+        await store.insert_batch(points(300, start=2200))
+        stats = await store.stats()
+        assert stats.indexed_vectors == stats.points == 2500
     finally:
         await store.close()
 

@@ -32,9 +32,13 @@ _children: dict[tuple[str, str], Any] = {}
 
 
 class operation:  # noqa: N801 - used like a function: `with operation("search", store):`
-    """Times and traces one operation of `store`."""
+    """Times and traces one operation of `store`.
 
-    __slots__ = ("_attributes", "_name", "_scope", "_span", "_start", "_store")
+    The span is not made current: an engine call has no child spans, and
+    attaching a context costs more than the rest of this together.
+    """
+
+    __slots__ = ("_attributes", "_name", "_span", "_start", "_store")
 
     def __init__(
         self, name: str, store: VectorStore, **attributes: str | int | float | bool
@@ -44,10 +48,10 @@ class operation:  # noqa: N801 - used like a function: `with operation("search",
         self._attributes = attributes
 
     def __enter__(self) -> None:
-        self._span = _tracer.start_span(f"vector.{self._name}")
-        if self._span.is_recording():
+        self._span = span = _tracer.start_span(f"vector.{self._name}")
+        if span.is_recording():
             store = self._store
-            self._span.set_attributes(
+            span.set_attributes(
                 {
                     "db.system.name": "qdrant",
                     "db.operation.name": self._name,
@@ -57,8 +61,6 @@ class operation:  # noqa: N801 - used like a function: `with operation("search",
                     **{f"llm_infra.vector.{k}": v for k, v in self._attributes.items()},
                 }
             )
-        self._scope = trace.use_span(self._span, end_on_exit=True)
-        self._scope.__enter__()
         self._start = time.perf_counter()
 
     def __exit__(
@@ -70,7 +72,11 @@ class operation:  # noqa: N801 - used like a function: `with operation("search",
         if child is None:
             child = _children[key] = LATENCY.labels(*key)
         child.observe(elapsed)
-        if isinstance(ev, errors.InfraError) and self._span.is_recording():
-            ev.record_to_span(self._span)
-        # use_span records and re-raises other exceptions on its own.
-        self._scope.__exit__(et, ev, tb)
+        span = self._span
+        if ev is not None and span.is_recording():
+            if isinstance(ev, errors.InfraError):
+                ev.record_to_span(span)
+            else:
+                span.record_exception(ev)
+                span.set_status(trace.StatusCode.ERROR, type(ev).__name__)
+        span.end()

@@ -5,7 +5,7 @@ from __future__ import annotations
 import uuid
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Any, Literal
+from typing import Any, Literal, NamedTuple
 
 import numpy as np
 import numpy.typing as npt
@@ -28,9 +28,12 @@ class Point:
     payload: Mapping[str, Any] | None = None
 
 
-@dataclass(frozen=True, slots=True)
-class Hit:
-    """A search result: the id as it was inserted, its score, and what was asked for."""
+class Hit(NamedTuple):
+    """A search result: the id as it was inserted, its score, and what was asked for.
+
+    A NamedTuple, not a dataclass: searches build thousands of these per
+    second, and a tuple is built several times faster than a frozen dataclass.
+    """
 
     id: PointId
     score: float

@@ -28,7 +28,7 @@ from llm_infra import errors
 from llm_infra.vector._base import Row, VectorStore
 from llm_infra.vector._config import CollectionConfig
 from llm_infra.vector._filter import MetadataFilter
-from llm_infra.vector._ids import from_qdrant, public_payload
+from llm_infra.vector._ids import ORIGINAL_ID_KEY, from_qdrant, public_payload
 from llm_infra.vector._plan import CollectionPlan, plan
 from llm_infra.vector._types import CollectionStats, Hit, PointId, Record
 
@@ -61,12 +61,17 @@ SHARD_DIR = "shard"
 
 @dataclass(frozen=True)
 class IndexPolicy:
-    """When the store builds the index by itself: after `unindexed_threshold` unindexed points.
+    """When the store builds the index by itself.
 
-    `None` turns it off (call `optimize()` yourself, e.g. after a bulk load).
+    After a write, once the unindexed points reach `unindexed_threshold` and
+    also `growth` times the indexed ones: the second condition spaces builds
+    out geometrically as a collection grows, so a bulk load of n points costs
+    about 2n of index building instead of n²/threshold. `unindexed_threshold=None`
+    turns it off (call `optimize()` yourself, e.g. after a bulk load).
     """
 
     unindexed_threshold: int | None = 20_000
+    growth: float = 1.0
 
 
 class EdgeStore(VectorStore):
@@ -88,6 +93,7 @@ class EdgeStore(VectorStore):
         """What `open` changed to match the config it was given (empty when nothing)."""
         self._shard: qe.EdgeShard | None = shard
         self._policy = policy
+        self._indexed = 0
         self._unindexed = 0
 
     @classmethod
@@ -141,7 +147,8 @@ class EdgeStore(VectorStore):
             store.shard.update(qe.UpdateOperation.create_field_index(field, _PAYLOAD_TYPE[kind]))
         _write_atomically(stored, desired.to_json())
         info = shard.info()
-        store._unindexed = max(0, info.points_count - info.indexed_vectors_count)
+        store._indexed = min(info.indexed_vectors_count, info.points_count)
+        store._unindexed = info.points_count - store._indexed
         return store
 
     @property
@@ -158,7 +165,9 @@ class EdgeStore(VectorStore):
             self.shard.update(qe.UpdateOperation.upsert_points(points))
         self._unindexed += len(rows)
         threshold = self._policy.unindexed_threshold
-        if threshold is not None and self._unindexed >= threshold:
+        if threshold is not None and self._unindexed >= max(
+            threshold, self._policy.growth * self._indexed
+        ):
             await self._optimize()
 
     async def _delete_ids(self, ids: list[int | str]) -> None:
@@ -214,11 +223,20 @@ class EdgeStore(VectorStore):
                 found = [self.shard.query(requests[0])]
             else:
                 found = self.shard.query_batch(qe.QueryBatchRequest(requests))
-        hit = self._hit
-        return [
-            [hit(p.id, p.score, p.payload, p.vector if with_vector else None) for p in points]
-            for points in found
-        ]
+        # The hot path: most payloads carry no original id, so build the Hit directly.
+        key, hit = ORIGINAL_ID_KEY, self._hit
+        results: list[list[Hit]] = []
+        for points in found:
+            hits = []
+            for point in points:
+                payload = point.payload if with_payload else None
+                vector = point.vector if with_vector else None
+                if payload is not None and key in payload:
+                    hits.append(hit(point.id, point.score, payload, vector))
+                else:
+                    hits.append(Hit(point.id, point.score, payload, vector))  # type: ignore[arg-type]
+            results.append(hits)
+        return results
 
     async def _get(self, stored_id: int | str, with_vector: bool) -> Record | None:
         with errors.translate(_edge_error):
@@ -252,7 +270,9 @@ class EdgeStore(VectorStore):
     async def _optimize(self) -> bool:
         with errors.translate(_edge_error):
             changed = self.shard.optimize()
-        self._unindexed = 0
+            info = self.shard.info()
+        self._indexed = min(info.indexed_vectors_count, info.points_count)
+        self._unindexed = info.points_count - self._indexed
         return changed
 
     async def _close(self) -> None:
@@ -277,6 +297,7 @@ def _edge_config(config: CollectionConfig) -> qe.EdgeConfig:
         # Index every segment that optimize() sees, whatever its size: the
         # policy above decides when, not a size threshold the user cannot see.
         optimizers=qe.EdgeOptimizersConfig(indexing_threshold=1),
+        max_search_threads=config.search_threads,
     )
 
 
