@@ -12,7 +12,7 @@ UV_VERSION := 0.13.9
 INSTALL = $(UV) pip install --quiet --python $(BIN)/python -c requirements.lock
 
 .DEFAULT_GOAL := help
-.PHONY: help up test lint unit integration e2e test-binaries lock generate clean
+.PHONY: help up test lint test-binaries bench lock generate clean
 
 help:
 	@echo "make up      run the standalone control plane (llm-infra up)"
@@ -52,6 +52,14 @@ lint: $(VENV)/.dev
 test: $(VENV)/.dev test-binaries lint
 	@echo "==> pytest"
 	$(BIN)/pytest $(PYTEST_ARGS)
+
+$(VENV)/.bench: $(VENV)/.dev
+	@echo "==> installing llm-infra[bench]"
+	$(INSTALL) -e '.[server,operator,dev,bench]'
+	@touch $@
+
+bench: $(VENV)/.bench
+	$(BIN)/python bench/vector_bench.py $(ARGS)
 
 lock: $(UV)
 	$(UV) pip compile pyproject.toml --all-extras --python-version 3.11 --no-header --quiet -o requirements.lock
