@@ -171,3 +171,45 @@ async def test_each_operation_is_traced_and_timed(
     assert "vector.insert_batch" in finished
     # One: the search refused at the edge (wrong length) never reached the engine.
     assert _searches_timed() == before + 1
+
+
+@pytest.mark.parametrize(
+    "quantization",
+    [{"scalar": {}}, {"product": {"compression": "x8"}}, {"binary": {}}],
+    ids=["scalar", "product", "binary"],
+)
+async def test_quantized_collections_rescore_to_the_right_answer(
+    tmp_path: Path, quantization: dict[str, object]
+) -> None:
+    quantized = spec(quantization=quantization, search={"rescore": True, "oversampling": 4.0})
+    store, _ = await ensure_collection(quantized, "q", directory=tmp_path / "q")
+    try:
+        assert store.config.quantization == next(iter(quantization))
+        data = points(2000)
+        await store.insert_batch(data)
+        await store.optimize()
+        for probe in (data[7], data[1234]):
+            hits = await store.search(probe.vector, k=1, hnsw_ef=128)
+            assert hits[0].id == probe.id
+    finally:
+        await store.close()
+
+
+async def test_ensure_collection_on_the_server_api(tmp_path: Path) -> None:
+    server_spec = VectorCollectionSpec.model_validate(
+        {
+            "vectors": {"size": DIM},
+            "backend": {"qdrant": {"url": "http://qdrant.example:6333"}},
+            "payloadIndexes": [{"field": "lang", "type": "keyword"}],
+            "aliases": ["current"],
+        }
+    )
+    store, decided = await ensure_collection(server_spec, "kb", location=":memory:")
+    try:
+        assert store.backend == "qdrant"
+        assert decided.create
+        assert decided.add_aliases == ("current",)
+        await store.insert_batch(points(10))
+        assert await store.count(F.eq("lang", "en")) == 5
+    finally:
+        await store.close()

@@ -28,12 +28,14 @@ async def ensure_collection(
     directory: str | os.PathLike[str] | None = None,
     url: str | None = None,
     api_key: str | None = None,
+    location: str | None = None,
     policy: IndexPolicy | None = None,
 ) -> tuple[VectorStore, CollectionPlan]:
     """Open, creating or updating, the collection `name` as `spec` says; return it and the plan.
 
     `backend` defaults to the spec's (`spec.backend`), else embedded. Embedded
-    collections live in `directory`; Qdrant ones at `url` (the spec's when unset).
+    collections live in `directory`; Qdrant ones at `url` (the spec's when unset),
+    or in qdrant-client's local mode with `location=":memory:"`.
     """
     config = CollectionConfig.from_spec(spec)
     chosen = backend or ("qdrant" if spec.backend and spec.backend.qdrant else "embedded")
@@ -46,5 +48,7 @@ async def ensure_collection(
     from llm_infra.vector.server import QdrantStore
 
     target = url or (spec.backend.qdrant.url if spec.backend and spec.backend.qdrant else None)
-    server = await QdrantStore.connect(name, config, url=target, api_key=api_key)
+    server = await QdrantStore.connect(
+        name, config, url=None if location else target, api_key=api_key, location=location
+    )
     return server, server.last_plan
