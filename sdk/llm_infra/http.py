@@ -21,10 +21,9 @@ What this module adds:
   `errors.ExternalServiceError` while open.
 - An OpenTelemetry client span per attempt (``HTTP GET``) and W3C trace
   context in the outgoing headers.
-- Server-sent events and line streams, split per WHATWG (CR, LF or CRLF only:
-  httpx's `aiter_lines` also splits on U+2028 and friends, which SSE must not).
-  `llm_infra.jsondoc` is growing an `SseDecoder`; `SseParser` can defer to it
-  once it lands.
+- Server-sent events (decoded by `llm_infra.jsondoc.SseDecoder`) and line
+  streams, split per WHATWG (CR, LF or CRLF only: httpx's `aiter_lines` also
+  splits on U+2028 and friends, which SSE must not).
 - Request/response log hooks that never print a credential.
 """
 
@@ -44,7 +43,7 @@ import httpx
 import stamina
 from opentelemetry import propagate, trace
 
-from llm_infra import errors
+from llm_infra import errors, jsondoc
 
 __all__ = [
     "IDEMPOTENT_METHODS",
@@ -56,7 +55,6 @@ __all__ = [
     "RequestOptions",
     "RetryPolicy",
     "SseEvent",
-    "SseParser",
     "Timeouts",
     "log_request",
     "log_response",
@@ -203,20 +201,6 @@ class CircuitBreaker:
 # -- server-sent events ------------------------------------------------------------------------
 
 
-@dataclasses.dataclass(frozen=True, slots=True)
-class SseEvent:
-    """One dispatched event.
-
-    `id` is the last event ID so far and `retry` the last reconnection time (ms)
-    so far, as an EventSource keeps them: both persist across events.
-    """
-
-    event: str = "message"
-    data: str = ""
-    id: str = ""
-    retry: int | None = None
-
-
 class _LineSplitter:
     """Splits text fed in chunks at CR, LF or CRLF, a CRLF possibly cut between chunks."""
 
@@ -244,58 +228,8 @@ class _LineSplitter:
         return [rest] if rest else []
 
 
-class SseParser:
-    """The WHATWG event-stream interpretation, fed decoded text in any chunking.
-
-    A leading BOM is dropped, comment lines (":") ignored, unknown fields
-    ignored, an `id` holding NUL ignored, a non-numeric `retry` ignored, and an
-    event without data lines is not dispatched. Data left without a closing
-    blank line when the stream ends is discarded, as the standard says.
-    """
-
-    def __init__(self) -> None:
-        self._lines = _LineSplitter()
-        self._started = False
-        self._event = ""
-        self._data: list[str] = []
-        self._last_id = ""
-        self._retry: int | None = None
-
-    def feed(self, text: str) -> list[SseEvent]:
-        if not self._started and text:
-            self._started = True
-            text = text.removeprefix("\ufeff")
-        events = (self.feed_line(line) for line in self._lines.feed(text))
-        return [event for event in events if event is not None]
-
-    def feed_line(self, line: str) -> SseEvent | None:
-        """Interpret one line (without its line ending); an event when the line is blank."""
-        if not line:
-            return self._dispatch()
-        if line.startswith(":"):
-            return None
-        field, colon, value = line.partition(":")
-        if colon and value.startswith(" "):
-            value = value[1:]
-        if field == "event":
-            self._event = value
-        elif field == "data":
-            self._data.append(value)
-        elif field == "id":
-            if "\0" not in value:
-                self._last_id = value
-        elif field == "retry" and value.isascii() and value.isdigit():
-            self._retry = int(value)
-        return None
-
-    def _dispatch(self) -> SseEvent | None:
-        data, event = self._data, self._event
-        self._data, self._event = [], ""
-        if not data:
-            return None
-        return SseEvent(
-            event=event or "message", data="\n".join(data), id=self._last_id, retry=self._retry
-        )
+SseEvent = jsondoc.SseEvent
+"""One server-sent event (the decoder is `llm_infra.jsondoc.SseDecoder`)."""
 
 
 # -- logging -----------------------------------------------------------------------------------
@@ -477,27 +411,25 @@ class HttpClient:
     async def stream_sse(
         self, method: str, url: str | httpx.URL, **options: Unpack[RequestOptions]
     ) -> AsyncIterator[SseEvent]:
-        """The response's server-sent events (`SseParser`), as they arrive; retried as lines are."""
+        """The response's server-sent events (`jsondoc.SseDecoder`), as they arrive.
+
+        Opening the stream is retried as for lines.
+        """
         headers = {"Accept": "text/event-stream", **(options.get("headers") or {})}
-        parser = SseParser()
+        decoder = jsondoc.SseDecoder()
         call = self._call(method, url, {**options, "headers": headers})
-        async for text in self._stream_text(call):
-            for event in parser.feed(text):
+        async for chunk in self._stream_bytes(call):
+            for event in decoder.feed(chunk):
                 yield event
 
     # -- internals -----------------------------------------------------------------------------
 
-    async def _stream_text(self, call: _Call) -> AsyncIterator[str]:
+    async def _stream_bytes(self, call: _Call) -> AsyncIterator[bytes]:
         response, span = await self._send(call, stream=True)
-        # SSE is UTF-8 whatever the headers say; undecodable bytes become U+FFFD.
-        decoder = codecs.getincrementaldecoder("utf-8")(errors="replace")
         try:
             try:
                 async for chunk in response.aiter_bytes():
-                    if text := decoder.decode(chunk):
-                        yield text
-                if text := decoder.decode(b"", final=True):
-                    yield text
+                    yield chunk
             except httpx.HTTPError as exc:
                 error = errors.from_httpx(exc)
                 error.record_to_span(span)
@@ -505,6 +437,15 @@ class HttpClient:
         finally:
             await response.aclose()
             span.end()
+
+    async def _stream_text(self, call: _Call) -> AsyncIterator[str]:
+        # Lines are UTF-8 whatever the headers say; undecodable bytes become U+FFFD.
+        decoder = codecs.getincrementaldecoder("utf-8")(errors="replace")
+        async for chunk in self._stream_bytes(call):
+            if text := decoder.decode(chunk):
+                yield text
+        if text := decoder.decode(b"", final=True):
+            yield text
 
     def _call(self, method: str, url: str | httpx.URL, options: RequestOptions) -> _Call:
         request = self._client.build_request(

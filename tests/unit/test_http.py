@@ -13,7 +13,7 @@ from opentelemetry.sdk.trace import TracerProvider
 from opentelemetry.sdk.trace.export import SimpleSpanProcessor
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 
-from llm_infra import errors, http
+from llm_infra import errors, http, jsondoc
 
 BASE = "https://api.test"
 
@@ -390,8 +390,8 @@ async def test_log_hooks_never_print_secrets(caplog: pytest.LogCaptureFixture) -
 # -- streams -----------------------------------------------------------------------------------
 
 
-def test_sse_parser_follows_whatwg() -> None:
-    parser = http.SseParser()
+def test_sse_decoding_follows_whatwg_fed_a_character_at_a_time() -> None:
+    decoder = jsondoc.SseDecoder()
     stream = (
         "\ufeff: a comment\r\n"
         "event: add\r\ndata: one\r\ndata:two\r\nid: 7\r\nretry: 1500\r\n\r\n"
@@ -400,7 +400,7 @@ def test_sse_parser_follows_whatwg() -> None:
         "data\nunknown: field\nretry: soon\nid: bad\0id\n\r"
         "data: cut at the end"
     )
-    events = [event for position in range(len(stream)) for event in parser.feed(stream[position])]
+    events = [event for char in stream for event in decoder.feed(char.encode())]
     assert events == [
         http.SseEvent(event="add", data="one\ntwo", id="7", retry=1500),
         http.SseEvent(data=" leading space kept", id="7", retry=1500),
@@ -409,10 +409,10 @@ def test_sse_parser_follows_whatwg() -> None:
 
 
 def test_sse_crlf_split_across_chunks_is_one_line_ending() -> None:
-    parser = http.SseParser()
-    assert parser.feed("data: a\r") == []
-    assert parser.feed("\n\r") == [http.SseEvent(data="a")]
-    assert parser.feed("\n") == []
+    decoder = jsondoc.SseDecoder()
+    assert decoder.feed(b"data: a\r") == []
+    assert decoder.feed(b"\n\r") == [http.SseEvent(data="a")]
+    assert decoder.feed(b"\n") == []
 
 
 async def test_stream_sse_and_lines_over_a_transport() -> None:
