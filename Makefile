@@ -37,8 +37,9 @@ up: $(VENV)/.server
 	$(BIN)/llm-infra up $(ARGS)
 
 test-binaries:
-	@echo "==> test binaries (etcd, kube-apiserver, kubectl, helm)"
+	@echo "==> test binaries (etcd, kube-apiserver, kubectl, helm; redis-server)"
 	hack/test-binaries.sh
+	hack/ensure-redis.sh
 
 lint: $(VENV)/.dev
 	@echo "==> ruff"

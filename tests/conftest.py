@@ -18,6 +18,7 @@ from tests.servers.helm import Helm
 from tests.servers.kube import KubeServer
 from tests.servers.nats import NatsServer
 from tests.servers.openbao import OpenBao
+from tests.servers.redis import RedisServer
 
 pytest_plugins = ["pytester"]
 
@@ -84,6 +85,17 @@ def bao(tmp_path_factory: pytest.TempPathFactory) -> Iterator[OpenBao]:
     """OpenBao dev server: `bao.url`, `bao.token` (root), KV v2 at `secret/`."""
     with OpenBao(tmp_path_factory.mktemp("openbao")) as server:
         yield server
+
+
+@pytest.fixture(scope="session")
+def redis_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RedisServer]:
+    with RedisServer(tmp_path_factory.mktemp("redis")) as server:
+        yield server
+
+
+@pytest.fixture(scope="session")
+def redis_url(redis_server: RedisServer) -> str:
+    return redis_server.url
 
 
 @pytest.fixture

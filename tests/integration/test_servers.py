@@ -281,3 +281,18 @@ def test_stop_ends_the_server(tmp_path: Path) -> None:
     server.stop()
     with pytest.raises(httpx.ConnectError):
         httpx.get(f"{server.monitor_url}/healthz", timeout=1.0)
+
+
+async def test_redis_streams_add_and_group_read(redis_url: str) -> None:
+    import redis.asyncio as aioredis
+
+    client = aioredis.from_url(redis_url)
+    try:
+        stream = f"smoke-{uuid.uuid4().hex[:8]}"
+        ids = [await client.xadd(stream, {"n": str(i)}) for i in range(5)]
+        await client.xgroup_create(stream, "readers", id="0")
+        read: Any = await client.xreadgroup("readers", "c1", {stream: ">"}, count=10)
+        assert [entry_id for entry_id, _ in read[0][1]] == ids
+        assert await client.xack(stream, "readers", *ids) == 5
+    finally:
+        await client.aclose()
