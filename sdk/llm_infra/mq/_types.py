@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import enum
+from abc import ABC, abstractmethod
 from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass, field
 
@@ -63,20 +64,20 @@ class ConsumerSpec:
     max_ack_pending: int = 1000
 
 
-class Settler:
+class Settler(ABC):
     """How a backend settles one delivery; `Received` calls it (a backend subclasses it)."""
 
-    async def ack(self) -> None:
-        raise NotImplementedError
+    @abstractmethod
+    async def ack(self) -> None: ...
 
-    async def nak(self, delay: float | None) -> None:
-        raise NotImplementedError
+    @abstractmethod
+    async def nak(self, delay: float | None) -> None: ...
 
-    async def term(self) -> None:
-        raise NotImplementedError
+    @abstractmethod
+    async def term(self) -> None: ...
 
-    async def in_progress(self) -> None:
-        raise NotImplementedError
+    @abstractmethod
+    async def in_progress(self) -> None: ...
 
 
 class Received:
