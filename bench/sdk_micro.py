@@ -38,11 +38,8 @@ import asyncio
 import contextlib
 import datetime as dt
 import hashlib
-import importlib.metadata
 import json
 import math
-import os
-import platform
 import socket
 import statistics
 import sys
@@ -54,6 +51,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
+import _machine  # bench/_machine.py, next to this script
 import httpx
 import jsonschema_rs
 import pydantic
@@ -536,44 +534,24 @@ def bench_http(params: Params) -> list[Row]:
 # -- report ------------------------------------------------------------------------------------
 
 
-def _version(dist: str) -> str | None:
-    try:
-        return importlib.metadata.version(dist)
-    except importlib.metadata.PackageNotFoundError:
-        return None
-
-
-def _cpu_model() -> str:
-    with contextlib.suppress(OSError):
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    return platform.processor() or "unknown"
-
-
 def machine_info() -> dict[str, Any]:
-    """Platform, CPU, Python and the versions of the libraries measured."""
-    dists = (
-        "llm-infra",
-        "pydantic",
-        "pydantic-settings",
-        "orjson",
-        "rfc8785",
-        "jsonschema-rs",
-        "httpx",
-        "stamina",
-        "uvicorn",
-        "starlette",
-        "opentelemetry-api",
-        "opentelemetry-sdk",
+    """The machine and the versions of the libraries measured."""
+    return _machine.machine_info(
+        (
+            "llm-infra",
+            "pydantic",
+            "pydantic-settings",
+            "orjson",
+            "rfc8785",
+            "jsonschema-rs",
+            "httpx",
+            "stamina",
+            "uvicorn",
+            "starlette",
+            "opentelemetry-api",
+            "opentelemetry-sdk",
+        )
     )
-    return {
-        "platform": platform.platform(),
-        "cpu_model": _cpu_model(),
-        "cpu_count": os.cpu_count(),
-        "python": platform.python_version(),
-        "versions": {d: _version(d) for d in dists},
-    }
 
 
 def _us(value: float) -> str:

@@ -34,10 +34,7 @@ import argparse
 import asyncio
 import contextlib
 import datetime as dt
-import importlib.metadata
 import json
-import os
-import platform
 import statistics
 import sys
 import tempfile
@@ -49,6 +46,7 @@ from functools import partial
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+import _machine  # bench/_machine.py, next to this script
 import numpy as np
 import numpy.typing as npt
 import qdrant_edge as qe
@@ -526,42 +524,11 @@ def bench_qdrant_local(
 # -- report ------------------------------------------------------------------------------------
 
 
-def _version(dist: str) -> str | None:
-    try:
-        return importlib.metadata.version(dist)
-    except importlib.metadata.PackageNotFoundError:
-        return None
-
-
-def _cpu_model() -> str:
-    with contextlib.suppress(OSError):
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    return platform.processor() or "unknown"
-
-
-def _ram_gib() -> float | None:
-    with contextlib.suppress(OSError, ValueError, IndexError):
-        for line in Path("/proc/meminfo").read_text().splitlines():
-            if line.startswith("MemTotal:"):
-                return round(int(line.split()[1]) / 1024 / 1024, 1)
-    return None
-
-
 def machine_info() -> dict[str, Any]:
-    """Platform, CPU, RAM, Python and the versions of the engines measured."""
-    return {
-        "platform": platform.platform(),
-        "cpu_model": _cpu_model(),
-        "cpu_count": os.cpu_count(),
-        "ram_gib": _ram_gib(),
-        "python": platform.python_version(),
-        "versions": {
-            d: _version(d)
-            for d in ("llm-infra", "qdrant-edge-py", "hnswlib", "qdrant-client", "numpy")
-        },
-    }
+    """The machine and the versions of the engines measured."""
+    return _machine.machine_info(
+        ("llm-infra", "qdrant-edge-py", "hnswlib", "qdrant-client", "numpy")
+    )
 
 
 def ratios(engines: dict[str, EngineResult], efs: Sequence[int]) -> list[dict[str, Any]]:
