@@ -247,6 +247,8 @@ class SinkStatus(ApiModel):
 
     name: Name
     """Name of the sink."""
+    consumer: str | None = Field(None, max_length=255)
+    """Durable JetStream consumer that delivers to this sink."""
     delivered: int = Field(0, ge=0)
     """Events delivered."""
     lag: int = Field(0, ge=0)
@@ -275,6 +277,12 @@ class AuditSinkStatus(ResourceStatus):
     """Name of the JetStream stream."""
     last_sequence: int | None = Field(None, ge=0)
     """Sequence of the last event stored."""
+    first_sequence: int | None = Field(None, ge=0)
+    """Sequence of the oldest event still stored."""
+    messages: int | None = Field(None, ge=0)
+    """Events stored in the stream."""
+    bytes: int | None = Field(None, ge=0)
+    """Bytes stored in the stream."""
     sinks: Annotated[list[SinkStatus], KeyedBy("name"), Field(max_length=16)] = Field(
         default_factory=list
     )

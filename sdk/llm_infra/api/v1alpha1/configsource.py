@@ -299,7 +299,13 @@ class ConfigSourceStatus(ResourceStatus):
     """Observed state of a configuration source."""
 
     content_hash: str | None = Field(None, pattern=r"^[a-f0-9]{64}$")
-    """SHA-256 (hex) of the merged configuration."""
+    """SHA-256 (hex) of the merged configuration last read (valid or not)."""
+    last_good_hash: str | None = Field(None, pattern=r"^[a-f0-9]{64}$")
+    """SHA-256 (hex) of the configuration published now: the last one that validated."""
+    config_map_name: Name | None = None
+    """ConfigMap holding the published plain values."""
+    secret_name: Name | None = None
+    """Secret holding the published sensitive values, when there are any."""
     version: int | None = Field(None, ge=0)
     """Incremented each time the merged configuration changes."""
     layers: Annotated[list[LayerStatus], KeyedBy("name"), Field(max_length=32)] = Field(

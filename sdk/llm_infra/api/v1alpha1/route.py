@@ -270,7 +270,11 @@ class RouteStatus(ResourceStatus):
     )
     """State of each target."""
     table_version: int = Field(0, ge=0)
-    """Version of the routing table the gateways were last given."""
+    """Version of the routing table the gateways were last given (bumped on each change)."""
+    table_hash: str | None = Field(None, pattern=r"^[a-f0-9]{64}$")
+    """SHA-256 (hex) of that routing table."""
+    table_config_map: str | None = Field(None, max_length=253)
+    """ConfigMap (same namespace) holding the compiled table the control plane serves."""
     weights: str | None = Field(None, max_length=1024)
     """Effective weights as name=weight pairs (openai=70,llama=30), for kubectl get."""
 

@@ -249,6 +249,10 @@ class VectorCollectionStatus(ResourceStatus):
     """Points stored."""
     indexed_vectors_count: int | None = Field(None, ge=0)
     """Vectors in the HNSW index."""
+    search: SearchDefaults | None = None
+    """Search defaults clients should use (spec.search as applied)."""
+    embedding_model: EmbeddingModel | None = None
+    """The model clients should embed queries with (spec.embeddingModel as applied)."""
 
 
 class VectorCollection(Resource):
