@@ -1,5 +1,7 @@
 """The tamper-evident audit log: records, a SHA-256 hash chain, signed checkpoints, a verifier.
 
+The chain half of `llm_infra.audit` (`_streams` is the JetStream side); import it from there.
+
 Each `AuditRecord` is a CloudEvents-like envelope (id, time, actor, action,
 resource, outcome, metadata) plus chain fields: ``seq`` (1, 2, ...),
 ``prev_hash`` (64 zeros before the first record) and ``hash``, the hex SHA-256

@@ -1,0 +1,261 @@
+"""An AuditSink's JetStream side: the stream and per-sink consumers it needs, their lag, deletion.
+
+Decide (pure): `audit_subject`, `stream_name`, `stream_spec` and
+`consumer_spec` turn an `AuditSinkSpec` into `llm_infra.mq` specs. Apply and
+observe (nats-py JetStream): `ensure_audit_stream` runs `mq.ensure_stream` /
+`mq.ensure_consumer` and names the manifest field when the server refuses one;
+`stream_state`, `consumer_lag` and `undelivered` read what the operator writes
+into status; `delete_stream` refuses to drop records a sink has not received
+yet unless forced. The operator and the standalone control plane both call
+these; `_chain` (the hash chain and `AuditLog`) publishes into the stream.
+
+Subjects: `AuditLog` publishes ``<audit subject>.records`` and
+``<audit subject>.checkpoints``, so the stream holds ``<audit subject>.>`` and
+each sink's consumer filters on the same, receiving records and checkpoints.
+
+Not mapped yet: `stream.discard` and `stream.compression`, which
+`mq.StreamSpec` does not carry (JetStream's defaults, discard old and no
+compression, apply).
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Collection
+from dataclasses import dataclass
+
+import nats.js.errors
+from nats.js import JetStreamContext
+
+from llm_infra import errors, mq
+from llm_infra.api.v1alpha1._common import duration_seconds
+from llm_infra.api.v1alpha1.auditsink import AuditSinkSpec, Sink
+
+SUBJECT_PREFIX = "llm-infra.audit"
+DURABLE_PREFIX = "sink-"
+
+# JetStream refusals a manifest field causes: error code -> (field, fix).
+_FIELD_REFUSALS: dict[int, tuple[str, str]] = {
+    10074: (  # replicas > 1 not supported in non-clustered mode
+        "spec.stream.replicas",
+        "this NATS server is not clustered: set spec.stream.replicas to 1, or run a NATS "
+        "cluster of at least {spec.replicas} JetStream servers",
+    ),
+    10047: (  # insufficient storage resources available
+        "spec.stream.maxBytes",
+        "the server cannot reserve {spec.max_bytes} bytes of {spec.storage} storage: lower "
+        "spec.stream.maxBytes or raise the server's JetStream max_file_store/max_memory_store",
+    ),
+}
+_STREAM_NAME_UNSAFE = re.compile(r"[^A-Za-z0-9_]")
+
+
+# -- decide ----------------------------------------------------------------------------------
+
+
+def audit_subject(namespace: str, name: str) -> str:
+    """``llm-infra.audit.<namespace>.<name>``: the subject prefix of one AuditSink's events.
+
+    A ``.`` in the name (Kubernetes allows it) becomes ``_`` so the name stays
+    one subject token and two AuditSinks never capture each other's subjects.
+    """
+    return f"{SUBJECT_PREFIX}.{namespace}.{name.replace('.', '_')}"
+
+
+def default_stream_name(namespace: str, name: str) -> str:
+    """``AUDIT_<NAMESPACE>_<NAME>``, upper-cased, ``-`` and ``.`` turned into ``_``."""
+    return _STREAM_NAME_UNSAFE.sub("_", f"AUDIT_{namespace}_{name}").upper()
+
+
+def stream_name(namespace: str, name: str, spec: AuditSinkSpec) -> str:
+    """`spec.stream.name` when set, else `default_stream_name`."""
+    return spec.stream.name or default_stream_name(namespace, name)
+
+
+def stream_spec(namespace: str, name: str, spec: AuditSinkSpec) -> mq.StreamSpec:
+    """The stream an AuditSink wants, durations in seconds (see the module docstring for gaps)."""
+    stream = spec.stream
+    return mq.StreamSpec(
+        name=stream_name(namespace, name, spec),
+        subjects=(f"{audit_subject(namespace, name)}.>",),
+        storage=mq.Storage(stream.storage),
+        replicas=stream.replicas,
+        max_age=duration_seconds(stream.max_age) if stream.max_age else 0.0,
+        max_bytes=stream.max_bytes,
+        max_msgs=stream.max_msgs,
+        duplicate_window=duration_seconds(stream.duplicate_window),
+        deny_delete=stream.deny_delete,
+        deny_purge=stream.deny_purge,
+    )
+
+
+def sink_durable(sink_name: str) -> str:
+    """``sink-<name>``: sink names are DNS labels, so the durable name is JetStream-safe."""
+    return f"{DURABLE_PREFIX}{sink_name}"
+
+
+def consumer_spec(namespace: str, name: str, sink: Sink) -> mq.ConsumerSpec:
+    """The durable pull consumer (explicit acks) the audit writer delivers `sink` from.
+
+    One batch in flight (`max_ack_pending` = batchSize) keeps a sink's events in
+    order; a batch is delivered at most maxRetries + 1 times.
+    """
+    return mq.ConsumerSpec(
+        durable=sink_durable(sink.name),
+        filter_subject=f"{audit_subject(namespace, name)}.>",
+        max_deliver=sink.max_retries + 1,
+        max_ack_pending=sink.batch_size,
+    )
+
+
+# -- apply -----------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class AuditStreamPlan:
+    """What `ensure_audit_stream` did: the stream's plan and each sink's consumer plan."""
+
+    stream: mq.StreamPlan
+    consumers: dict[str, mq.ConsumerPlan]
+
+
+async def ensure_audit_stream(
+    js: JetStreamContext, namespace: str, name: str, spec: AuditSinkSpec
+) -> AuditStreamPlan:
+    """Ensure the stream and one consumer per sink; idempotent. Errors are `errors` MQ errors.
+
+    A server that cannot hold `stream.replicas` copies or reserve `stream.maxBytes`
+    raises MessageQueueRejected naming that manifest field and the fix.
+    """
+    wanted = stream_spec(namespace, name, spec)
+    try:
+        stream_plan = await mq.ensure_stream(js, wanted)
+    except errors.MessageQueueError as exc:
+        refusal = _FIELD_REFUSALS.get(exc.error_code or 0)
+        if refusal is None:
+            raise
+        field, fix = refusal
+        raise errors.MessageQueueRejected(
+            f"{field}: {exc.message}; {fix.format(spec=wanted)}",
+            destination=wanted.name,
+            operation=errors.MqOperation.REQUEST,
+            error_code=exc.error_code,
+            status_code=exc.status_code,
+        ) from None
+    consumers = {
+        sink.name: await mq.ensure_consumer(js, wanted.name, consumer_spec(namespace, name, sink))
+        for sink in spec.sinks
+    }
+    return AuditStreamPlan(stream_plan, consumers)
+
+
+# -- observe ---------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class StreamState:
+    """What the stream holds now."""
+
+    messages: int
+    bytes: int
+    first_seq: int
+    last_seq: int
+    consumer_count: int
+
+
+@dataclass(frozen=True, slots=True)
+class ConsumerLag:
+    """How far a sink's consumer is behind: not yet delivered, delivered but not acked."""
+
+    num_pending: int
+    num_ack_pending: int
+    delivered_stream_seq: int
+
+    @property
+    def undelivered(self) -> int:
+        """Records the sink has not confirmed: pending plus awaiting ack."""
+        return self.num_pending + self.num_ack_pending
+
+
+async def stream_state(js: JetStreamContext, stream_name: str) -> StreamState:
+    """The stream's counters; MessageQueueNotFound when it does not exist."""
+    with errors.translate(errors.from_nats):
+        state = (await js.stream_info(stream_name)).state
+    return StreamState(
+        messages=state.messages,
+        bytes=state.bytes,
+        first_seq=state.first_seq,
+        last_seq=state.last_seq,
+        consumer_count=state.consumer_count,
+    )
+
+
+async def consumer_lag(js: JetStreamContext, stream_name: str, durable: str) -> ConsumerLag:
+    """The consumer's lag; MessageQueueNotFound when the stream or the consumer does not exist."""
+    with errors.translate(errors.from_nats):
+        info = await js.consumer_info(stream_name, durable)
+    return ConsumerLag(
+        num_pending=info.num_pending or 0,
+        num_ack_pending=info.num_ack_pending or 0,
+        delivered_stream_seq=info.delivered.stream_seq if info.delivered else 0,
+    )
+
+
+async def undelivered(js: JetStreamContext, stream_name: str, durables: Collection[str]) -> int:
+    """Most records any of the `durables` has not confirmed; 0 when the stream is gone.
+
+    A missing consumer has delivered nothing, so it counts every record in the stream.
+    """
+    try:
+        messages = (await stream_state(js, stream_name)).messages
+    except errors.MessageQueueNotFound:
+        return 0
+    worst = 0
+    for durable in durables:
+        try:
+            lag = (await consumer_lag(js, stream_name, durable)).undelivered
+        except errors.MessageQueueNotFound:
+            lag = messages
+        worst = max(worst, lag)
+    return worst
+
+
+async def delete_stream(
+    js: JetStreamContext,
+    stream_name: str,
+    *,
+    force: bool,
+    durables: Collection[str] | None = None,
+) -> bool:
+    """Delete the stream; True if it existed. Idempotent: a missing stream is fine.
+
+    Unless `force`, refuses with MessageQueueRejected (409) while a consumer
+    still has undelivered records: the sinks' `durables`, or every consumer on
+    the stream when None.
+    """
+    if not force:
+        if durables is None:
+            durables = await _consumer_names(js, stream_name)
+        pending = await undelivered(js, stream_name, durables)
+        if pending:
+            raise errors.MessageQueueRejected(
+                f"stream still holds {pending} audit records not delivered to every sink: let "
+                "the sinks catch up (status.sinks[].lag), or delete with force to drop them",
+                destination=stream_name,
+                operation=errors.MqOperation.REQUEST,
+                status_code=409,
+            )
+    with errors.translate(errors.from_nats):
+        try:
+            return await js.delete_stream(stream_name)
+        except nats.js.errors.NotFoundError:
+            return False
+
+
+async def _consumer_names(js: JetStreamContext, stream_name: str) -> list[str]:
+    with errors.translate(errors.from_nats):
+        try:
+            infos = await js.consumers_info(stream_name)
+        except nats.js.errors.NotFoundError:
+            return []
+    return [info.name for info in infos]
