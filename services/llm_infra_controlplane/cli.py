@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+from pathlib import Path
 
 import uvicorn
 
@@ -24,11 +25,20 @@ def register_up(subcommands: argparse._SubParsersAction[argparse.ArgumentParser]
         "--port", type=int, default=defaults.port, help="port (default: %(default)s)"
     )
     parser.add_argument("--log-level", default=defaults.log_level, help="(default: %(default)s)")
+    parser.add_argument(
+        "--data",
+        metavar="DIR",
+        type=Path,
+        default=defaults.data_dir,
+        help="where embedded data lives; also $LLM_INFRA_DATA_DIR (default: %(default)s)",
+    )
     parser.set_defaults(handler=up)
 
 
 def up(args: argparse.Namespace) -> int:
-    settings = Settings(host=args.host, port=args.port, log_level=args.log_level)
+    settings = Settings(
+        host=args.host, port=args.port, log_level=args.log_level, data_dir=args.data
+    )
     app = create_app(settings)
     # uvicorn handles SIGINT/SIGTERM: in-flight requests finish, lifespan shutdown runs.
     uvicorn.run(app, host=settings.host, port=settings.port, log_level=settings.log_level)

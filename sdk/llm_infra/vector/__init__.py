@@ -8,7 +8,9 @@
 
 `EdgeStore` runs the Qdrant core in process (qdrant-edge; the default, and
 what `llm-infra up` serves). The same API over a Qdrant server is
-`QdrantStore`. Errors are `llm_infra.errors` (vector category).
+`QdrantStore`. `ensure_collection` / `drop_collection` run a collection's life
+cycle from its VectorCollection spec, on either backend (the operator and the
+control plane call them). Errors are `llm_infra.errors` (vector category).
 """
 
 from typing import TYPE_CHECKING, Any
@@ -17,14 +19,22 @@ from llm_infra.vector._base import UnindexedFilterWarning, VectorStore
 from llm_infra.vector._checks import normalize, normalize_batch
 from llm_infra.vector._config import CollectionConfig
 from llm_infra.vector._filter import F, MetadataFilter
+from llm_infra.vector._plan import CollectionPlan
 from llm_infra.vector._types import CollectionStats, Hit, InsertResult, Point, PointId, Record
 from llm_infra.vector.edge import EdgeStore, IndexPolicy
+from llm_infra.vector.ensure import (
+    describe_changes,
+    drop_collection,
+    ensure_collection,
+    plan_collection,
+)
 
 if TYPE_CHECKING:
     from llm_infra.vector.server import QdrantStore
 
 __all__ = [
     "CollectionConfig",
+    "CollectionPlan",
     "CollectionStats",
     "EdgeStore",
     "F",
@@ -38,8 +48,12 @@ __all__ = [
     "Record",
     "UnindexedFilterWarning",
     "VectorStore",
+    "describe_changes",
+    "drop_collection",
+    "ensure_collection",
     "normalize",
     "normalize_batch",
+    "plan_collection",
 ]
 
 

@@ -1,0 +1,67 @@
+"""The collection admin API: ensure, read and drop the embedded collection of a VectorCollection.
+
+The operator calls it (through `llm_infra.client.ControlPlaneClient`) for
+`backend.embedded` collections, which this process owns. The path names the
+VectorCollection (namespace/name); the body or `collectionName` names the
+collection in the engine. The work is `CollectionRegistry`'s; errors answer
+as problems (`problems.py`).
+"""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+from fastapi import APIRouter, Path, Query
+
+from llm_infra.client import CollectionInfo, CollectionName, DropResult, EnsureCollectionRequest
+from llm_infra_controlplane.deps import CollectionsDep
+
+# Authentication plugs in here, as a router dependency, with the rest of the /v1 API.
+router = APIRouter(prefix="/v1/namespaces/{namespace}/collections", tags=["collections"])
+
+# Kubernetes' rules: a namespace is a DNS label, an object name a DNS subdomain.
+Namespace = Annotated[str, Path(pattern=r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$", max_length=63)]
+Name = Annotated[str, Path(pattern=r"^[a-z0-9]([-a-z0-9.]*[a-z0-9])?$", max_length=253)]
+NameQuery = Annotated[
+    CollectionName | None,
+    Query(
+        alias="collectionName",
+        description="the collection's name in the engine; default <namespace>-<name>",
+    ),
+]
+
+
+@router.put(
+    "/{name}",
+    response_model=CollectionInfo,
+    response_model_by_alias=True,
+    summary="Create or update the collection as the spec says",
+)
+async def ensure_collection(
+    namespace: Namespace, name: Name, body: EnsureCollectionRequest, registry: CollectionsDep
+) -> CollectionInfo:
+    return await registry.ensure(namespace, name, body.collection_name, body.spec)
+
+
+@router.get(
+    "/{name}",
+    response_model=CollectionInfo,
+    response_model_by_alias=True,
+    summary="The collection and its stats",
+)
+async def collection_info(
+    namespace: Namespace, name: Name, registry: CollectionsDep, collection_name: NameQuery = None
+) -> CollectionInfo:
+    return await registry.info(namespace, name, collection_name or f"{namespace}-{name}")
+
+
+@router.delete(
+    "/{name}",
+    response_model=DropResult,
+    response_model_by_alias=True,
+    summary="Delete the collection and its points (idempotent)",
+)
+async def drop_collection(
+    namespace: Namespace, name: Name, registry: CollectionsDep, collection_name: NameQuery = None
+) -> DropResult:
+    return DropResult(dropped=await registry.drop(collection_name or f"{namespace}-{name}"))
