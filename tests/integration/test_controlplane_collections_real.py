@@ -6,18 +6,15 @@ drop and restart happen against the real process, as the operator would see them
 
 from __future__ import annotations
 
-import signal
-import sys
 from pathlib import Path
 
-import httpx
 import pytest
 
 from llm_infra import errors
 from llm_infra.api.v1alpha1.vectorcollection import VectorCollectionSpec
 from llm_infra.client import ControlPlaneClient
 from llm_infra.vector import CollectionConfig, EdgeStore, Point
-from tests.servers._process import ServerProcess, free_port
+from tests.servers.controlplane import ControlPlaneProcess
 
 
 def _spec(size: int = 4, *indexed: str) -> VectorCollectionSpec:
@@ -29,35 +26,15 @@ def _spec(size: int = 4, *indexed: str) -> VectorCollectionSpec:
     )
 
 
-def _start(data: Path, log: Path) -> tuple[ServerProcess, str]:
-    port = free_port()
-    command = Path(sys.executable).parent / "llm-infra"
-    process = ServerProcess(
-        "llm-infra up", [command, "up", "--port", str(port), "--data", data], log_path=log
-    )
-    url = f"http://127.0.0.1:{port}"
-    process.launch(
-        lambda: httpx.get(f"{url}/readyz", timeout=1.0).status_code == 200,
-        what="/readyz",
-        timeout=30,
-    )
-    return process, url
-
-
-def _stop(process: ServerProcess) -> None:
-    # A clean stop runs lifespan shutdown, which flushes and closes the shards.
-    assert process.stop() in (0, -signal.SIGTERM), process.log_tail()
-
-
 async def test_the_api_of_a_real_control_plane_survives_a_restart(tmp_path: Path) -> None:
     data = tmp_path / "data"
     seeded = EdgeStore.open(data / "collections" / "team-a-docs", CollectionConfig(dimensions=4))
     await seeded.insert_batch([Point(i, [1.0, float(i), 0.5, 0.0]) for i in range(5)])
     await seeded.close()
 
-    process, url = _start(data, tmp_path / "up-1.log")
+    process = ControlPlaneProcess(tmp_path, data).start()
     try:
-        async with ControlPlaneClient(url) as cp:
+        async with ControlPlaneClient(process.url) as cp:
             adopted = await cp.collection_info("team-a", "docs", "team-a-docs")
             assert adopted is not None
             assert (adopted.points_count, adopted.config.dimensions) == (5, 4)
@@ -77,11 +54,11 @@ async def test_the_api_of_a_real_control_plane_survives_a_restart(tmp_path: Path
             assert await cp.drop_collection("team-b", "scratch", "team-b-scratch") is False
             assert await cp.collection_info("team-b", "scratch", "team-b-scratch") is None
     finally:
-        _stop(process)
+        process.stop()
 
-    process, url = _start(data, tmp_path / "up-2.log")
+    process.start()
     try:
-        async with ControlPlaneClient(url) as cp:
+        async with ControlPlaneClient(process.url) as cp:
             kept = await cp.collection_info("team-a", "docs", "team-a-docs")
             assert kept is not None
             assert (kept.points_count, kept.config.dimensions) == (5, 4)
@@ -90,4 +67,4 @@ async def test_the_api_of_a_real_control_plane_survives_a_restart(tmp_path: Path
             assert (again.created, again.changes) == (False, [])
             assert await cp.collection_info("team-b", "scratch", "team-b-scratch") is None
     finally:
-        _stop(process)
+        process.stop()

@@ -1,0 +1,52 @@
+"""The control plane as a real process: `llm-infra up --port P --data DIR`, ready on /readyz."""
+
+from __future__ import annotations
+
+import signal
+import sys
+from pathlib import Path
+
+import httpx
+
+from tests.servers._process import ManagedServer, ServerProcess, free_port
+
+
+class ControlPlaneProcess(ManagedServer):
+    """`llm-infra up` on a free loopback port with its data in `workdir/data`."""
+
+    name = "llm-infra up"
+
+    def __init__(self, workdir: Path, data: Path | None = None) -> None:
+        self.workdir = workdir
+        self.data = data or workdir / "data"
+        self.port = free_port()
+        self.url = f"http://127.0.0.1:{self.port}"
+        self._log = workdir / "controlplane.log"
+        self._process = self._new_process()
+
+    def _new_process(self) -> ServerProcess:
+        command = Path(sys.executable).parent / "llm-infra"
+        argv: list[str | Path] = [command, "up", "--port", str(self.port), "--data", self.data]
+        return ServerProcess(self.name, argv, log_path=self._log)
+
+    def _ready(self) -> bool:
+        return httpx.get(f"{self.url}/readyz", timeout=1.0).status_code == 200
+
+    def start(self) -> ControlPlaneProcess:
+        self._process.launch(self._ready, what="/readyz", timeout=30)
+        return self
+
+    def stop(self) -> None:
+        # A clean stop runs lifespan shutdown, which flushes and closes the shards; uvicorn
+        # re-raises SIGTERM after it, hence -SIGTERM.
+        code = self._process.stop()
+        if code not in (None, 0, -signal.SIGTERM):
+            raise RuntimeError(f"{self.name} exited with {code}\n{self.log_tail()}")
+
+    def restart(self) -> None:
+        self.stop()
+        self._process = self._new_process()
+        self.start()
+
+    def log_tail(self) -> str:
+        return self._process.log_tail()
