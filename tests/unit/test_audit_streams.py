@@ -58,6 +58,8 @@ def test_stream_spec_of_the_example(platform: AuditSinkSpec) -> None:
         duplicate_window=120.0,
         deny_delete=True,
         deny_purge=True,
+        discard="old",
+        compression="s2",
     )
 
 

@@ -16,6 +16,9 @@ tests only. `ensure_stream` / `ensure_consumer` are decide/apply reconcilers
 `llm_infra.errors` (message-queue category).
 """
 
+from typing import TYPE_CHECKING as _TYPE_CHECKING
+from typing import Any as _Any
+
 from llm_infra.mq._base import MessageQueue, Subscription
 from llm_infra.mq._plan import (
     Action,
@@ -27,7 +30,9 @@ from llm_infra.mq._plan import (
     decide_stream,
 )
 from llm_infra.mq._types import (
+    Compression,
     ConsumerSpec,
+    Discard,
     Message,
     PublishAck,
     Received,
@@ -37,12 +42,13 @@ from llm_infra.mq._types import (
 )
 from llm_infra.mq.jetstream import JetStreamQueue, ensure_consumer, ensure_stream
 from llm_infra.mq.memory import InMemoryQueue
-from llm_infra.mq.redis_streams import RedisStreamQueue
 
 __all__ = [
     "Action",
+    "Compression",
     "ConsumerPlan",
     "ConsumerSpec",
+    "Discard",
     "InMemoryQueue",
     "JetStreamQueue",
     "Message",
@@ -62,3 +68,15 @@ __all__ = [
     "ensure_consumer",
     "ensure_stream",
 ]
+
+if _TYPE_CHECKING:
+    from llm_infra.mq.redis_streams import RedisStreamQueue
+
+
+def __getattr__(name: str) -> _Any:
+    # RedisStreamQueue loads redis-py: only for those who use it (the operator never does).
+    if name == "RedisStreamQueue":
+        from llm_infra.mq.redis_streams import RedisStreamQueue
+
+        return RedisStreamQueue
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

@@ -3,7 +3,8 @@
 No I/O here (the JetStream module observes and applies); unit tests check every rule.
 JetStream refuses to change a stream's storage or to lift deny_delete/deny_purge,
 and a consumer's ack policy: those are mismatches, reported, never "fixed" by
-deleting anything.
+deleting anything. Everything else (limits, subjects, discard, compression)
+changes in place.
 """
 
 from __future__ import annotations

@@ -6,6 +6,12 @@ import enum
 from abc import ABC, abstractmethod
 from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass, field
+from typing import Literal
+
+Discard = Literal["old", "new"]
+"""At a limit, drop the oldest messages (old) or refuse new ones (new)."""
+Compression = Literal["none", "s2"]
+"""How stored messages are compressed: not at all, or S2 (file storage only)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -51,6 +57,8 @@ class StreamSpec:
     duplicate_window: float = 120.0
     deny_delete: bool = False
     deny_purge: bool = False
+    discard: Discard = "old"
+    compression: Compression = "none"
 
 
 @dataclass(frozen=True, slots=True)

@@ -203,7 +203,11 @@ async def observe_stream(js: JetStreamContext, name: str) -> StreamSpec | None:
         info = await js.stream_info(name)
     except nats.js.errors.NotFoundError:
         return None
-    c = info.config
+    return _stream_spec(info.config, name)
+
+
+def _stream_spec(c: api.StreamConfig, name: str) -> StreamSpec:
+    """The inverse of `_stream_config`: a server's stream config in our terms."""
     return StreamSpec(
         name=c.name or name,
         subjects=tuple(c.subjects or ()),
@@ -215,6 +219,8 @@ async def observe_stream(js: JetStreamContext, name: str) -> StreamSpec | None:
         duplicate_window=float(c.duplicate_window or 0.0),
         deny_delete=bool(c.deny_delete),
         deny_purge=bool(c.deny_purge),
+        discard="new" if c.discard == api.DiscardPolicy.NEW else "old",
+        compression="s2" if c.compression == api.StoreCompression.S2 else "none",
     )
 
 
@@ -287,6 +293,8 @@ def _stream_config(spec: StreamSpec) -> api.StreamConfig:
         duplicate_window=spec.duplicate_window,
         deny_delete=spec.deny_delete,
         deny_purge=spec.deny_purge,
+        discard=api.DiscardPolicy(spec.discard),
+        compression=api.StoreCompression(spec.compression),
     )
 
 
