@@ -240,6 +240,9 @@ class AuditSinkSpec(ApiModel):
     """Rate limit of deliveries; unlimited when unset."""
     deletion_policy: Literal["Retain", "Delete"] = "Retain"
     """What happens to the JetStream stream when this resource is deleted."""
+    delete_undelivered: bool = False
+    """With deletionPolicy Delete: delete the stream even while it holds events a sink has not
+    received (they are lost). Off: deletion waits until every sink has caught up."""
 
 
 class SinkStatus(ApiModel):
