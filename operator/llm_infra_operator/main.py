@@ -1,0 +1,164 @@
+"""The kopf application: handler registration for the four kinds, start-up and shut-down.
+
+`run(settings)` is what `llm-infra operator` calls. Progress and diff-base are
+kept in annotations (a strict status schema would prune kopf's `status.kopf`);
+peering is off unless a peering name is given; logs are JSON by default.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Mapping
+from typing import Any
+
+import kopf
+
+from llm_infra.api.v1alpha1 import VectorCollection
+from llm_infra_operator import metrics
+from llm_infra_operator.context import Context
+from llm_infra_operator.engine import Engine, Reconciler, RetryLater
+from llm_infra_operator.kube import Kube
+from llm_infra_operator.reconcilers.vectorcollection import VectorCollectionReconciler
+from llm_infra_operator.settings import OperatorSettings
+
+RECONCILERS: Mapping[str, type[Reconciler[Any]]] = {
+    VectorCollection.crd.kind: VectorCollectionReconciler,
+}
+FORCE_RECONCILE_ANNOTATION = "infra.llmdevops.io/reconcile-requested-at"
+"""Set or change it (e.g. to a timestamp) to reconcile a resource now."""
+ANNOTATION_PREFIX = "infra.llmdevops.io"
+KOPF_PREFIX = f"kopf.{ANNOTATION_PREFIX}"
+"""kopf's own annotations: kopf leaves annotations under its prefix out of the diff it reacts
+to, so they must not share the prefix of annotations users set (the force-reconcile one)."""
+
+_log = logging.getLogger(__name__)
+
+
+def build_registry() -> kopf.OperatorRegistry:
+    """Handlers for the four kinds and the objects they reference, in a fresh registry."""
+    registry = kopf.OperatorRegistry()
+
+    @kopf.on.login(registry=registry)
+    def login(**kwargs: Any) -> kopf.ConnectionInfo | None:
+        return kopf.login_with_service_account(**kwargs) or kopf.login_with_kubeconfig(**kwargs)
+
+    @kopf.on.startup(registry=registry)
+    async def startup(settings: kopf.OperatorSettings, memo: kopf.Memo, **_: Any) -> None:
+        config: OperatorSettings = memo.operator_settings
+        settings.persistence.progress_storage = kopf.AnnotationsProgressStorage(prefix=KOPF_PREFIX)
+        settings.persistence.diffbase_storage = kopf.AnnotationsDiffBaseStorage(
+            prefix=KOPF_PREFIX, key="last-handled-configuration"
+        )
+        settings.persistence.finalizer = f"{ANNOTATION_PREFIX}/finalizer"
+        settings.posting.reporting_component = "llm-infra-operator"
+        settings.posting.level = logging.WARNING  # our own events say what happened
+        settings.execution.max_workers = 4
+        ctx = Context(config, await Kube.connect())
+        engine = Engine(ctx, {kind: cls(ctx) for kind, cls in RECONCILERS.items()})
+        memo.engine = engine
+        memo.resync = asyncio.create_task(engine.run())
+        metrics.serve(config.health_host, config.metrics_port)
+        _log.info("operator started", extra={"namespaces": config.namespaces or ["*"]})
+
+    @kopf.on.cleanup(registry=registry)
+    async def cleanup(memo: kopf.Memo, **_: Any) -> None:
+        memo.resync.cancel()
+        await memo.engine.aclose()
+        await memo.engine.ctx.aclose()
+
+    @kopf.on.probe(id="reconcilers", registry=registry)
+    def probe(memo: kopf.Memo, **_: Any) -> int:
+        return len(memo.engine.reconcilers)
+
+    for kind, reconciler in RECONCILERS.items():
+        _register_kind(registry, kind, reconciler)
+
+    for ref_kind, plural in (("ConfigMap", "configmaps"), ("Secret", "secrets")):
+        _register_reference(registry, ref_kind, plural)
+    return registry
+
+
+def _register_kind(
+    registry: kopf.OperatorRegistry, kind: str, reconciler: type[Reconciler[Any]]
+) -> None:
+    crd = reconciler.model.crd
+    resource = (crd.group, crd.version, crd.plural)
+
+    async def reconcile(body: kopf.Body, memo: kopf.Memo, retry: int, **_: Any) -> None:
+        try:
+            await memo.engine.reconcile(kind, _plain(body), retry=retry)
+        except RetryLater as later:
+            raise kopf.TemporaryError(str(later), delay=later.delay) from None
+
+    async def observe(body: kopf.Body, type: str | None, memo: kopf.Memo, **_: Any) -> None:
+        memo.engine.observed(kind, _plain(body), deleted=type == "DELETED")
+
+    async def finalize(body: kopf.Body, memo: kopf.Memo, retry: int, **_: Any) -> None:
+        try:
+            await memo.engine.finalize(kind, _plain(body), retry=retry)
+        except RetryLater as later:
+            raise kopf.TemporaryError(str(later), delay=later.delay) from None
+
+    def needs_finalizer(spec: kopf.Spec, **_: Any) -> bool:
+        return reconciler.needs_finalizer(dict(spec))
+
+    for cause in (kopf.on.create, kopf.on.update, kopf.on.resume):
+        cause(*resource, id="reconcile", registry=registry, backoff=1)(reconcile)
+    kopf.on.event(*resource, id="observe", registry=registry)(observe)
+    # A finalizer only on objects whose deletion must reach outside Kubernetes.
+    kopf.on.delete(*resource, id="finalize", registry=registry, when=needs_finalizer)(finalize)
+
+
+def _register_reference(registry: kopf.OperatorRegistry, ref_kind: str, plural: str) -> None:
+    async def changed(
+        event: kopf.RawEvent, namespace: str | None, name: str, memo: kopf.Memo, **_: Any
+    ) -> None:
+        if event.get("type") is not None and namespace:  # None: the initial listing
+            memo.engine.referenced_changed(namespace, ref_kind, name)
+
+    kopf.on.event("", "v1", plural, id=f"referenced-{plural}", registry=registry)(changed)
+
+
+def _plain(body: kopf.Body) -> dict[str, Any]:
+    """A detached deep copy: kopf's Body is a live view that changes under a running task."""
+    copied: dict[str, Any] = _copy(body)
+    return copied
+
+
+def _copy(value: Any) -> Any:
+    if isinstance(value, Mapping):
+        return {k: _copy(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_copy(v) for v in value]
+    return value
+
+
+class _QuietBookkeeping(logging.Filter):
+    """Drop kopf's per-event "Handler ... succeeded" lines of the bookkeeping handlers.
+
+    They fire on every watch event of every object (status writes included) and
+    say nothing an operator of the operator needs; failures still pass.
+    """
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        if record.levelno > logging.INFO:
+            return True
+        message = record.getMessage()
+        return not message.startswith(("Handler 'observe' ", "Handler 'referenced-"))
+
+
+def run(settings: OperatorSettings) -> None:
+    """Run the operator in the foreground until SIGINT/SIGTERM."""
+    kopf.configure(log_format=kopf.LogFormat[settings.log_format.upper()])
+    logging.getLogger("kopf.objects").addFilter(_QuietBookkeeping())
+    kopf.run(
+        registry=build_registry(),
+        memo=kopf.Memo(operator_settings=settings),
+        clusterwide=not settings.namespaces,
+        namespaces=settings.namespaces,
+        standalone=settings.peering is None,
+        peering_name=settings.peering,
+        priority=settings.priority,
+        liveness_endpoint=f"http://{settings.health_host}:{settings.health_port}/healthz",
+    )
