@@ -14,13 +14,14 @@ from typing import Any
 
 import kopf
 
-from llm_infra.api.v1alpha1 import AuditSink, ConfigSource, VectorCollection
+from llm_infra.api.v1alpha1 import AuditSink, ConfigSource, Route, VectorCollection
 from llm_infra_operator import metrics
 from llm_infra_operator.context import Context
 from llm_infra_operator.engine import Engine, Reconciler, RetryLater
 from llm_infra_operator.kube import Kube
 from llm_infra_operator.reconcilers.auditsink import AuditSinkReconciler
 from llm_infra_operator.reconcilers.configsource import ConfigSourceReconciler
+from llm_infra_operator.reconcilers.route import RouteReconciler
 from llm_infra_operator.reconcilers.vectorcollection import VectorCollectionReconciler
 from llm_infra_operator.settings import OperatorSettings
 
@@ -28,6 +29,7 @@ RECONCILERS: Mapping[str, type[Reconciler[Any]]] = {
     VectorCollection.crd.kind: VectorCollectionReconciler,
     ConfigSource.crd.kind: ConfigSourceReconciler,
     AuditSink.crd.kind: AuditSinkReconciler,
+    Route.crd.kind: RouteReconciler,
 }
 FORCE_RECONCILE_ANNOTATION = "infra.llmdevops.io/reconcile-requested-at"
 """Set or change it (e.g. to a timestamp) to reconcile a resource now."""

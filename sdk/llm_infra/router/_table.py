@@ -6,8 +6,8 @@ the control plane's gateway loads the table and serves requests by it without
 parsing a duration or a reference again.
 
 Where the table lives: the operator writes one ConfigMap per Route, named by
-`route_table_configmap_name`, labelled `ROUTE_TABLE_LABEL` (value: the Route's
-name) and holding `RouteTable.to_json()` under `ROUTE_TABLE_KEY`. The control
+`route_table_configmap_name`, labelled `ROUTE_TABLE_LABEL: "true"` (a label
+value stops at 63 characters, a Route name does not) and holding `RouteTable.to_json()` under `ROUTE_TABLE_KEY`. The control
 plane watches ConfigMaps with that label, as it already does for ConfigSource
 documents: a ConfigMap is what Kubernetes offers for a small, namespaced,
 watchable document (1 MiB at most; a table of 16 targets is a few kilobytes),
