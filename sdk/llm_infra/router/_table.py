@@ -6,13 +6,13 @@ the control plane's gateway loads the table and serves requests by it without
 parsing a duration or a reference again.
 
 Where the table lives: the operator writes one ConfigMap per Route, named by
-`route_table_configmap_name`, labelled `ROUTE_TABLE_LABEL: "true"` (a label
-value stops at 63 characters, a Route name does not) and holding `RouteTable.to_json()` under `ROUTE_TABLE_KEY`. The control
-plane watches ConfigMaps with that label, as it already does for ConfigSource
-documents: a ConfigMap is what Kubernetes offers for a small, namespaced,
-watchable document (1 MiB at most; a table of 16 targets is a few kilobytes),
-needs no extra CRD, and carries no secret: credentials appear in the table as
-Secret references, never as values.
+`route_table_configmap_name`, labelled `ROUTE_TABLE_LABEL: "true"` (a label value
+stops at 63 characters, a Route name does not) and holding `RouteTable.to_json()`
+under `ROUTE_TABLE_KEY`. The control plane watches ConfigMaps with that label, as
+it already does for ConfigSource documents: a ConfigMap is what Kubernetes offers
+for a small, namespaced, watchable document (1 MiB at most; a table of 16 targets
+is a few kilobytes), needs no extra CRD, and carries no secret: credentials appear
+in the table as Secret references, never as values.
 
 Fallback semantics, which `validate_route` checks and the table spells out:
 the *try-order* of an error class is the concatenation, in spec order, of the
