@@ -333,3 +333,9 @@ def test_owner_references_make_the_resource_the_controller() -> None:
         "apiVersion": "a/v1", "kind": "K", "name": "n", "uid": "u",
         "controller": True, "blockOwnerDeletion": True,
     }  # fmt: skip
+
+
+def test_every_setting_is_documented() -> None:
+    documented = (REPO / "docs" / "operator.md").read_text()
+    missing = [name for name in OperatorSettings.model_fields if f"`{name}`" not in documented]
+    assert missing == [], f"docs/operator.md does not describe {missing}"
