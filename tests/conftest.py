@@ -14,6 +14,7 @@ from typing import Protocol, runtime_checkable
 import pytest
 
 from tests.servers import qdrant
+from tests.servers.documents import DocumentServer
 from tests.servers.helm import Helm
 from tests.servers.kube import KubeServer
 from tests.servers.nats import NatsServer
@@ -96,6 +97,13 @@ def redis_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RedisServ
 @pytest.fixture(scope="session")
 def redis_url(redis_server: RedisServer) -> str:
     return redis_server.url
+
+
+@pytest.fixture
+def served() -> Iterator[DocumentServer]:
+    """A local HTTP server of documents: `served.documents[path] = body`, `.url`, `.seen`."""
+    with DocumentServer() as server:
+        yield server
 
 
 @pytest.fixture

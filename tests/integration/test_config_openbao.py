@@ -7,12 +7,9 @@ wiring than this suite has; `KubernetesAuth` is only constructed here.
 
 from __future__ import annotations
 
-import http.server
 import json
 import os
-import threading
 import uuid
-from collections.abc import Iterator
 from pathlib import Path
 
 import hvac
@@ -21,6 +18,7 @@ import pytest
 
 from llm_infra import config, errors
 from tests.servers._process import free_port
+from tests.servers.documents import DocumentServer
 from tests.servers.openbao import OpenBao
 
 
@@ -158,37 +156,13 @@ def test_kubernetes_auth_is_configurable_only() -> None:
 # -- HttpJsonSource against a real local server ------------------------------------------------
 
 
-@pytest.fixture
-def served_config() -> Iterator[str]:
-    class Handler(http.server.BaseHTTPRequestHandler):
-        def do_GET(self) -> None:
-            body = json.dumps({"name": "served", "pool_size": 6}).encode()
-            self.send_response(200 if self.path == "/v1/config" else 404)
-            self.send_header("Content-Type", "application/json")
-            self.send_header("Content-Length", str(len(body)))
-            self.end_headers()
-            self.wfile.write(body)
-
-        def log_message(self, format: str, *args: object) -> None:
-            pass
-
-    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
-    try:
-        yield f"http://127.0.0.1:{server.server_address[1]}"
-    finally:
-        server.shutdown()
-        server.server_close()
-        thread.join()
-
-
 def test_http_json_source_from_a_real_server(
-    served_config: str, bao: OpenBao, secret_path: str
+    served: DocumentServer, bao: OpenBao, secret_path: str
 ) -> None:
-    served = config.HttpJsonSource(url=f"{served_config}/v1/config")
-    settings = config.load_settings(Settings, sources=[served], vault=vault(bao, secret_path))
+    served.documents["/v1/config"] = json.dumps({"name": "served", "pool_size": 6}).encode()
+    source = config.HttpJsonSource(url=f"{served.url}/v1/config")
+    settings = config.load_settings(Settings, sources=[source], vault=vault(bao, secret_path))
     assert (settings.name, settings.pool_size) == ("served", 6)  # served beats vault
     with pytest.raises(errors.HttpStatusError) as caught:
-        config.load_settings(Settings, sources=[config.HttpJsonSource(url=f"{served_config}/x")])
+        config.load_settings(Settings, sources=[config.HttpJsonSource(url=f"{served.url}/x")])
     assert caught.value.status_code == 404

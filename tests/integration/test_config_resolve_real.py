@@ -7,13 +7,8 @@ token path is, with the token read from a Secret through DictObjectReader.
 
 from __future__ import annotations
 
-import hashlib
-import http.server
 import json
-import threading
 import uuid
-from collections.abc import Iterator
-from dataclasses import dataclass, field
 from typing import Any
 
 import hvac
@@ -22,6 +17,7 @@ import pytest
 from llm_infra import config, errors
 from llm_infra.api.v1alpha1.configsource import ConfigSourceSpec
 from tests.servers._process import free_port
+from tests.servers.documents import DocumentServer
 from tests.servers.openbao import OpenBao
 
 PASSWORD_V1 = "first-Pa55word-from-bao"
@@ -136,60 +132,7 @@ async def test_unreachable_openbao_is_a_retryable_failure(
 # -- HTTP layer against a real server ----------------------------------------------------------
 
 
-def etag_of(body: bytes) -> str:
-    return f'"{hashlib.sha256(body).hexdigest()[:16]}"'
-
-
-@dataclass
-class Served:
-    url: str
-    documents: dict[str, bytes]
-    seen: list[dict[str, str]] = field(default_factory=list)
-
-
-@pytest.fixture
-def served() -> Iterator[Served]:
-    """A local server: path -> document, ETag = its SHA-1, 304 on a matching If-None-Match."""
-    state = Served(url="", documents={})
-
-    class Handler(http.server.BaseHTTPRequestHandler):
-        def do_GET(self) -> None:
-            state.seen.append(dict(self.headers.items()))
-            body = state.documents.get(self.path)
-            if body is None:
-                self.send_response(404)
-                self.send_header("Content-Length", "0")
-                self.end_headers()
-                return
-            etag = etag_of(body)
-            if self.headers.get("If-None-Match") == etag:
-                self.send_response(304)
-                self.send_header("ETag", etag)
-                self.end_headers()
-                return
-            self.send_response(200)
-            self.send_header("ETag", etag)
-            self.send_header("Content-Type", "application/json")
-            self.send_header("Content-Length", str(len(body)))
-            self.end_headers()
-            self.wfile.write(body)
-
-        def log_message(self, format: str, *args: object) -> None:
-            pass
-
-    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-    state.url = f"http://127.0.0.1:{server.server_address[1]}"
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
-    try:
-        yield state
-    finally:
-        server.shutdown()
-        server.server_close()
-        thread.join()
-
-
-async def test_http_layer_etag_304_and_changes(served: Served) -> None:
+async def test_http_layer_etag_304_and_changes(served: DocumentServer) -> None:
     served.documents["/app.json"] = json.dumps({"model": "small", "n": 1}).encode()
     objects = config.DictObjectReader(secrets={"hdrs": {"X-Api-Key": "k-123456789"}})
     layer = {
@@ -205,7 +148,7 @@ async def test_http_layer_etag_304_and_changes(served: Served) -> None:
     assert "(etag " in first.source
     assert "(not modified, etag " in second.source
     assert "If-None-Match" not in served.seen[0]
-    assert served.seen[1]["If-None-Match"] == etag_of(served.documents["/app.json"])
+    assert served.seen[1]["If-None-Match"] == served.etag(served.documents["/app.json"])
     assert served.seen[1]["X-Api-Key"] == "k-123456789"
 
     served.documents["/app.json"] = json.dumps({"model": "large", "n": 2}).encode()
@@ -215,7 +158,7 @@ async def test_http_layer_etag_304_and_changes(served: Served) -> None:
 
 
 async def test_http_layer_missing_and_a_full_resolution(
-    served: Served, bao: OpenBao, secret_path: str, objects: config.DictObjectReader
+    served: DocumentServer, bao: OpenBao, secret_path: str, objects: config.DictObjectReader
 ) -> None:
     served.documents["/app.json"] = json.dumps({"db": {"pool": 8}, "model": "small"}).encode()
     layers = spec(

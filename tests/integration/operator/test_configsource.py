@@ -4,11 +4,9 @@ from __future__ import annotations
 
 import asyncio
 import base64
-import http.server
 import json
-import threading
 import uuid
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -20,6 +18,7 @@ import yaml
 from llm_infra import config
 from tests.integration.operator.support import apply, events, get, wait_condition, wait_for
 from tests.servers._process import free_port
+from tests.servers.documents import DocumentServer
 from tests.servers.kube import KubeServer
 from tests.servers.openbao import OpenBao
 from tests.servers.operator import OperatorProcess, grant_namespace
@@ -234,51 +233,12 @@ def test_a_missing_required_configmap_is_named_until_it_exists(
 # -- OpenBao and HTTP layers -------------------------------------------------------------------
 
 
-@pytest.fixture
-def http_documents() -> Iterator[tuple[str, dict[str, bytes]]]:
-    """A local HTTP server: (base URL, path -> document it serves with an ETag)."""
-    documents: dict[str, bytes] = {}
-
-    class Handler(http.server.BaseHTTPRequestHandler):
-        def do_GET(self) -> None:
-            body = documents.get(self.path)
-            if body is None:
-                self.send_response(404)
-                self.send_header("Content-Length", "0")
-                self.end_headers()
-                return
-            etag = f'"{hash(body) & 0xFFFFFFFF:x}"'
-            if self.headers.get("If-None-Match") == etag:
-                self.send_response(304)
-                self.send_header("ETag", etag)
-                self.end_headers()
-                return
-            self.send_response(200)
-            self.send_header("ETag", etag)
-            self.send_header("Content-Length", str(len(body)))
-            self.end_headers()
-            self.wfile.write(body)
-
-        def log_message(self, format: str, *args: object) -> None:
-            pass
-
-    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
-    try:
-        yield f"http://127.0.0.1:{server.server_address[1]}", documents
-    finally:
-        server.shutdown()
-        server.server_close()
-        thread.join()
-
-
 def test_vault_and_http_layers_feed_the_outputs_without_leaking(
     kube: KubeServer,
     op_namespace: str,
     operator: OperatorProcess,
     bao: OpenBao,
-    http_documents: tuple[str, dict[str, bytes]],
+    served: DocumentServer,
 ) -> None:
     name, token_secret = unique("remote"), unique("bao-token")
     path = f"apps/{uuid.uuid4().hex[:8]}"
@@ -287,8 +247,7 @@ def test_vault_and_http_layers_feed_the_outputs_without_leaking(
         path=path, mount_point="secret", secret={"apiKey": VAULT_KEY, "region": "eu"}
     )
     client.adapter.close()
-    base_url, documents = http_documents
-    documents["/model.json"] = json.dumps({"model": "small", "region": "us"}).encode()
+    served.documents["/model.json"] = json.dumps({"model": "small", "region": "us"}).encode()
     vault = {
         "address": bao.url,
         "path": path,
@@ -300,7 +259,7 @@ def test_vault_and_http_layers_feed_the_outputs_without_leaking(
         secret(token_secret, {"token": bao.token}),
         configsource(
             name,
-            {"name": "remote", "http": {"url": f"{base_url}/model.json"}},
+            {"name": "remote", "http": {"url": f"{served.url}/model.json"}},
             {"name": "vault", "vault": vault},
             sensitiveKeys=["/apiKey"],
             target={"format": "yaml", "key": "app.yaml"},
@@ -315,7 +274,7 @@ def test_vault_and_http_layers_feed_the_outputs_without_leaking(
     assert yaml.safe_load(base64.b64decode(sensitive["data"]["app.yaml"])) == {"apiKey": VAULT_KEY}
     sources = {layer["name"]: layer["source"] for layer in status["layers"]}
     assert sources["vault"] == f"vault secret/{path}@v1"
-    assert sources["remote"].startswith(f"http {base_url}/model.json (etag ")
+    assert sources["remote"].startswith(f"http {served.url}/model.json (etag ")
     assert status["provenance"] == {"/apiKey": "vault", "/model": "remote", "/region": "vault"}
     assert_never_leaked(kube, op_namespace, operator, VAULT_KEY, bao.token)
 
