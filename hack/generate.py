@@ -12,7 +12,7 @@ from pathlib import Path
 
 from llm_infra import errors
 from llm_infra.api import crdgen
-from llm_infra_operator import rbac
+from llm_infra_operator import peering, rbac
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -20,6 +20,7 @@ GENERATED: dict[str, Callable[[], str]] = {
     "docs/errors.md": errors.render_catalogue_markdown,
     **{f"crds/{name}": (lambda text=text: text) for name, text in crdgen.generate().items()},
     "charts/llm-infra/files/operator-rbac.yaml": rbac.render,
+    "charts/llm-infra/files/kopf-peering-crds.yaml": peering.render,
 }
 
 

@@ -18,7 +18,7 @@ from llm_infra import errors
 from llm_infra.api.conditions import Condition
 from llm_infra.api.v1alpha1 import VectorCollection
 from llm_infra.api.v1alpha1.vectorcollection import VectorCollectionSpec, VectorCollectionStatus
-from llm_infra_operator import rbac
+from llm_infra_operator import peering, rbac
 from llm_infra_operator.conditions import StatusConditions, transitions
 from llm_infra_operator.context import Context
 from llm_infra_operator.engine import Engine, Outcome, Reconciler, RetryLater
@@ -299,9 +299,13 @@ def test_moving_a_collection_between_backends_is_an_immutable_change() -> None:
 # -- RBAC, settings, small helpers -----------------------------------------------------------
 
 
-def test_rbac_on_disk_is_freshly_generated() -> None:
-    on_disk = (REPO / "charts/llm-infra/files/operator-rbac.yaml").read_text()
-    assert on_disk == rbac.render(), "operator-rbac.yaml is stale: run `make generate`"
+@pytest.mark.parametrize(
+    ("path", "render"),
+    [("operator-rbac.yaml", rbac.render), ("kopf-peering-crds.yaml", peering.render)],
+)
+def test_chart_files_on_disk_are_freshly_generated(path: str, render: Any) -> None:
+    on_disk = (REPO / "charts/llm-infra/files" / path).read_text()
+    assert on_disk == render(), f"{path} is stale: run `make generate`"
 
 
 def test_the_cluster_wide_role_grants_no_secret_access() -> None:

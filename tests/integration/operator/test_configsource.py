@@ -298,6 +298,37 @@ def deployment(name: str, labels: dict[str, str]) -> dict[str, Any]:
     }
 
 
+def test_http_layers_are_read_again_every_refresh_interval(
+    kube: KubeServer, op_namespace: str, operator: OperatorProcess, served: DocumentServer
+) -> None:
+    name = unique("polled")
+    served.documents["/flags.json"] = json.dumps({"newPricing": False}).encode()
+    apply(
+        kube,
+        op_namespace,
+        configsource(
+            name,
+            {"name": "flags", "http": {"url": f"{served.url}/flags.json"}},
+            refresh={"interval": "10s"},
+        ),
+    )
+    first = wait_condition(kube, op_namespace, "cfgsrc", name)
+    assert document(get(kube, op_namespace, "configmap", name)) == {"newPricing": False}
+    served.documents["/flags.json"] = json.dumps({"newPricing": True}).encode()
+    # Nothing in the cluster changes: only the interval brings the new document in.
+    wait_for(
+        "the new document in the ConfigMap",
+        lambda: document(get(kube, op_namespace, "configmap", name)) == {"newPricing": True},
+        timeout=25,
+    )
+    later = get(kube, op_namespace, "cfgsrc", name)
+    assert later is not None
+    assert later["metadata"]["generation"] == first["metadata"]["generation"]
+    assert later["status"]["version"] == first["status"]["version"] + 1
+    # Reads in between carried the ETag and were answered 304.
+    assert any("If-None-Match" in headers for headers in served.seen)
+
+
 def test_rollout_annotates_the_selected_workloads_pod_templates(
     kube: KubeServer, op_namespace: str, operator: OperatorProcess
 ) -> None:

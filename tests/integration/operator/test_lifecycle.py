@@ -17,6 +17,7 @@ import httpx
 import nats
 import pytest
 
+from llm_infra_operator import peering
 from tests.integration.operator.support import apply, get, wait_condition, wait_for
 from tests.servers.controlplane import ControlPlaneProcess
 from tests.servers.kube import KubeServer
@@ -36,12 +37,12 @@ def start_operator(
     """Start operators for `op_namespace` (one at a time); all are stopped at the end."""
     started: list[OperatorProcess] = []
 
-    def start() -> OperatorProcess:
+    def start(**extra: str) -> OperatorProcess:
         process = OperatorProcess(
             tmp_path / f"operator-{len(started)}",
             operator_kubeconfig,
             [op_namespace],
-            operator_settings,
+            operator_settings | {f"LLM_INFRA_OPERATOR_{k.upper()}": v for k, v in extra.items()},
         )
         (tmp_path / f"operator-{len(started)}").mkdir()
         started.append(process)
@@ -213,3 +214,66 @@ def test_health_and_metrics_answer(
     assert 'llm_infra_operator_reconciles_total{kind="Route",result="ok"}' in metrics
     assert 'llm_infra_operator_reconcile_duration_seconds_count{kind="Route"}' in metrics
     assert 'llm_infra_operator_resources{kind="Route"}' in metrics
+
+
+def _route(name: str) -> dict[str, Any]:
+    target = {"name": "t", "provider": "vllm", "endpoint": "http://v:8000/v1", "model": "m"}
+    return _obj("Route", name, {"targets": [target]})
+
+
+def _peers(kube: KubeServer, namespace: str) -> dict[str, Any]:
+    found = get(kube, namespace, "kopfpeerings.kopf.dev", "llm-infra")
+    peers: dict[str, Any] = (found or {}).get("status") or {}
+    return peers
+
+
+def _reconciles(operator: OperatorProcess, kind: str) -> float:
+    text = httpx.get(operator.metrics_url, timeout=5.0).text
+    prefix = f'llm_infra_operator_reconciles_total{{kind="{kind}"'
+    return sum(
+        float(line.rsplit(" ", 1)[1]) for line in text.splitlines() if line.startswith(prefix)
+    )
+
+
+def test_drift_is_repaired_by_the_resync_loop(
+    kube: KubeServer, op_namespace: str, start_operator: Any
+) -> None:
+    start_operator()  # resync every 3 s (the module's settings)
+    apply(kube, op_namespace, _route("drift"))
+    wait_condition(kube, op_namespace, "llmroute", "drift")
+    table = "llmroute-drift"
+    assert get(kube, op_namespace, "configmap", table) is not None
+    # Deleted by hand: no watch brings it back (the operator does not watch its outputs),
+    # the periodic drift check does.
+    kube.kubectl("delete", "configmap", table, "-n", op_namespace)
+    wait_for(
+        "the table ConfigMap back",
+        lambda: get(kube, op_namespace, "configmap", table) is not None,
+        timeout=15,
+    )
+
+
+def test_replicas_with_peering_run_one_at_a_time(
+    kube: KubeServer, op_namespace: str, start_operator: Any, tmp_path: Path
+) -> None:
+    crds = tmp_path / "peering-crds.yaml"
+    crds.write_text(peering.render())
+    kube.kubectl("apply", "-f", str(crds))
+    kube.kubectl("wait", "--for=condition=Established", "crd/kopfpeerings.kopf.dev")
+    apply(kube, op_namespace, peering.peering("llm-infra", op_namespace))
+
+    leader = start_operator(peering="llm-infra", priority="20")
+    follower = start_operator(peering="llm-infra", priority="10")
+    # Both replicas record themselves in the peering object; the follower starts paused and
+    # stays so while a live peer has a higher priority.
+    wait_for("both replicas in the peering object", lambda: len(_peers(kube, op_namespace)) == 2)
+    apply(kube, op_namespace, _route("led"))
+    wait_condition(kube, op_namespace, "llmroute", "led")
+    assert _reconciles(leader, "Route") >= 1
+    assert _reconciles(follower, "Route") == 0
+
+    leader.stop()  # a clean stop removes it from the peering object: the follower resumes
+    wait_for("the follower to resume", lambda: "Resuming operations" in follower.log())
+    apply(kube, op_namespace, _route("followed"))
+    wait_condition(kube, op_namespace, "llmroute", "followed")
+    assert _reconciles(follower, "Route") >= 1
