@@ -155,6 +155,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
             settings = {
                 "LLM_INFRA_OPERATOR_NATS_URL": nats.url,
                 "LLM_INFRA_OPERATOR_CONTROL_PLANE_URL": control_plane.url,
+                "LLM_INFRA_OPERATOR_CONTROL_PLANE_TOKEN": control_plane.token or "",
                 "LLM_INFRA_OPERATOR_LOG_FORMAT": "json",
             }
             with OperatorProcess(

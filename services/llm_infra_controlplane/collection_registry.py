@@ -7,6 +7,11 @@ or the process stops (`close`, from lifespan). Calls on one collection take its
 lock, so an ensure, a read and a drop never interleave; different collections
 proceed independently. The decisions live in `llm_infra.vector`
 (`ensure_collection`, `drop_collection`); this module only holds the stores.
+
+It also remembers which collection serves a VectorCollection (`namespace/name`
+→ the collectionName of its last ensure, default `<namespace>-<name>`), in
+`<root>/.names.json`, so the vector data API (`routes/vectors.py`) finds a
+renamed collection after a restart too.
 """
 
 from __future__ import annotations
@@ -16,7 +21,7 @@ import logging
 import re
 from pathlib import Path
 
-from llm_infra import errors, vector
+from llm_infra import errors, jsondoc, vector
 from llm_infra.api.v1alpha1.vectorcollection import VectorCollectionSpec
 from llm_infra.client import CollectionConfigSummary, CollectionInfo
 from llm_infra.vector import CollectionPlan, EdgeStore, IndexPolicy
@@ -25,6 +30,8 @@ _logger = logging.getLogger(__name__)
 # The API validates names too (client.CollectionName); checked again here because
 # the name becomes a path: nothing may reach outside `root`.
 _COLLECTION_NAME = re.compile(r"[a-zA-Z0-9_-]{1,255}")
+# A dot cannot start a collection name, so this file never collides with a collection directory.
+NAMES_FILE = ".names.json"
 
 
 class CollectionRegistry:
@@ -35,6 +42,32 @@ class CollectionRegistry:
         self._policy = policy
         self._stores: dict[str, EdgeStore] = {}
         self._locks: dict[str, asyncio.Lock] = {}
+        self._names: dict[str, str] = _read_names(root / NAMES_FILE)
+
+    def collection_name(self, namespace: str, name: str) -> str:
+        """The collection serving `namespace/name`: the one of its last ensure, or the default."""
+        return self._names.get(_key(namespace, name), f"{namespace}-{name}")
+
+    async def store_of(self, namespace: str, name: str) -> EdgeStore:
+        """The open store serving VectorCollection `namespace/name` (the data API's lookup).
+
+        CollectionNotFound (404) names the VectorCollection and how to create it.
+        """
+        collection_name = self.collection_name(namespace, name)
+        # Hot path (every search): an open store needs no lock. Ensure and drop
+        # remove a store from the map before they change it, so a store found
+        # here is never one being replaced.
+        if (store := self._stores.get(collection_name)) is not None:
+            return store
+        try:
+            return await self.store(collection_name)
+        except errors.CollectionNotFound:
+            raise errors.CollectionNotFound(
+                f"VectorCollection {namespace}/{name} has no embedded collection"
+                f" {collection_name!r}: create it first (PUT"
+                f" /v1/namespaces/{namespace}/collections/{name})",
+                collection=collection_name,
+            ) from None
 
     def directory(self, collection_name: str) -> Path:
         """The collection's directory; the name is checked so it cannot point elsewhere."""
@@ -55,6 +88,7 @@ class CollectionRegistry:
             store = self._stores.get(collection_name)
             if store is not None:
                 if vector.plan_collection(spec, store.config).noop:
+                    self._remember(namespace, name, collection_name)
                     return await _info(namespace, name, store, CollectionPlan())
                 # Changes (or a refusal) go through ensure_collection, which opens
                 # the directory itself: ours must be closed first (one owner per directory).
@@ -64,6 +98,7 @@ class CollectionRegistry:
             )
             assert isinstance(opened, EdgeStore)  # backend="embedded"
             self._stores[collection_name] = opened
+            self._remember(namespace, name, collection_name)
             if not decided.noop:
                 changes = "; ".join(vector.describe_changes(decided))
                 _logger.info(
@@ -90,6 +125,7 @@ class CollectionRegistry:
             dropped = await vector.drop_collection(
                 collection_name, backend="embedded", directory=directory
             )
+            self._forget(collection_name)
         if dropped:
             _logger.info("collection %s dropped", collection_name)
         return dropped
@@ -114,12 +150,51 @@ class CollectionRegistry:
         self._stores[collection_name] = store
         return store
 
+    def _remember(self, namespace: str, name: str, collection_name: str) -> None:
+        key = _key(namespace, name)
+        if self._names.get(key) == collection_name:
+            return
+        self._names[key] = collection_name
+        self._write_names()
+
+    def _forget(self, collection_name: str) -> None:
+        kept = {key: value for key, value in self._names.items() if value != collection_name}
+        if len(kept) != len(self._names):
+            self._names = kept
+            self._write_names()
+
+    def _write_names(self) -> None:
+        # Atomically: a crash mid-write must leave the old mapping, not half of a new one.
+        path = self.root / NAMES_FILE
+        path.parent.mkdir(parents=True, exist_ok=True)
+        temporary = path.with_name(NAMES_FILE + ".tmp")
+        temporary.write_bytes(jsondoc.dumps(self._names, indent=True, sort_keys=True))
+        temporary.replace(path)
+
     def _lock(self, collection_name: str) -> asyncio.Lock:
         return self._locks.setdefault(collection_name, asyncio.Lock())
 
     async def _close(self, collection_name: str) -> None:
         if (store := self._stores.pop(collection_name, None)) is not None:
             await store.close()
+
+
+def _key(namespace: str, name: str) -> str:
+    return f"{namespace}/{name}"  # a namespace never holds "/" (a DNS label)
+
+
+def _read_names(path: Path) -> dict[str, str]:
+    if not path.is_file():
+        return {}
+    names = jsondoc.loads(path.read_bytes())
+    if not isinstance(names, dict) or not all(isinstance(v, str) for v in names.values()):
+        raise errors.ValidationError(
+            f"{NAMES_FILE} of the collections directory must map 'namespace/name' to a"
+            " collection name: fix or delete it (collections then answer under their"
+            " default names)",
+            field=NAMES_FILE,
+        )
+    return names
 
 
 async def _info(

@@ -10,7 +10,10 @@ from typing import Annotated
 
 from fastapi import Depends, Request
 
+from llm_infra import auth, errors
+from llm_infra_controlplane.audit_service import AuditService
 from llm_infra_controlplane.collection_registry import CollectionRegistry
+from llm_infra_controlplane.config_store import ConfigStore
 from llm_infra_controlplane.settings import Settings
 
 
@@ -24,5 +27,29 @@ def get_collections(request: Request) -> CollectionRegistry:
     return registry
 
 
+def get_configs(request: Request) -> ConfigStore:
+    store: ConfigStore = request.app.state.configs
+    return store
+
+
+def get_audit(request: Request) -> AuditService:
+    service: AuditService = request.app.state.audit
+    return service
+
+
+def get_principal(request: Request) -> auth.Identity:
+    """The caller `security.require` authenticated and authorized for this request."""
+    principal: auth.Identity | None = getattr(request.state, "principal", None)
+    if principal is None:
+        # A programming error, not the caller's: the route's router lacks the dependency.
+        raise errors.UnexpectedError(
+            f"{request.url.path} asks for the principal but has no security.require dependency"
+        )
+    return principal
+
+
 SettingsDep = Annotated[Settings, Depends(get_settings)]
 CollectionsDep = Annotated[CollectionRegistry, Depends(get_collections)]
+ConfigsDep = Annotated[ConfigStore, Depends(get_configs)]
+AuditDep = Annotated[AuditService, Depends(get_audit)]
+PrincipalDep = Annotated[auth.Identity, Depends(get_principal)]

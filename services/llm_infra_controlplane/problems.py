@@ -21,6 +21,8 @@ from starlette.exceptions import HTTPException
 from llm_infra import errors
 
 PROBLEM_JSON = "application/problem+json"
+UNAVAILABLE_RETRY_AFTER = 1.0
+"""Seconds a 503 asks clients to wait when the error names no delay of its own."""
 # Where FastAPI says a value came from; the field path below it is what the caller wrote.
 _SOURCES = {"body", "query", "path", "header", "cookie"}
 
@@ -42,9 +44,15 @@ def problem_response(error: errors.InfraError, request: Request) -> JSONResponse
         body["fields"] = [
             {"field": error.field, "expected": error.expected, "actual": error.actual}
         ]
+    headers: dict[str, str] = {}
     retry_after = error.retry_after()
-    headers = None if retry_after is None else {"Retry-After": str(math.ceil(retry_after))}
-    return _problem(body, error.status, headers)
+    if retry_after is None and error.status == 503 and error.is_retryable():
+        retry_after = UNAVAILABLE_RETRY_AFTER  # a dependency is down: say when to come back
+    if retry_after is not None:
+        headers["Retry-After"] = str(math.ceil(retry_after))
+    if error.status == 401:
+        headers["WWW-Authenticate"] = 'Bearer realm="llm-infra"'
+    return _problem(body, error.status, headers or None)
 
 
 async def _infra_error(request: Request, exc: Exception) -> JSONResponse:

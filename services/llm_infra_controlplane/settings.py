@@ -7,6 +7,9 @@ from pathlib import Path
 
 from pydantic import BaseModel, Field
 
+from llm_infra import auth
+from llm_infra_controlplane.security import AccessRule, AuthMode
+
 DATA_DIR_ENV = "LLM_INFRA_DATA_DIR"
 
 
@@ -30,4 +33,47 @@ class Settings(BaseModel):
         default_factory=default_data_dir,
         description="where embedded data lives (collections/<collectionName>/ per collection);"
         " in a cluster, the StatefulSet's volume",
+    )
+    nats_url: str | None = Field(
+        None,
+        description="NATS with JetStream (audit streams, config events); `llm-infra up` starts"
+        " a nats-server child process when unset",
+    )
+    resources_dir: Path | None = Field(
+        None,
+        description="standalone mode: a folder of resource YAML (VectorCollection, ConfigSource,"
+        " AuditSink, Route, ConfigMap, Secret) applied at start and on every change",
+    )
+    auth_mode: AuthMode = Field(
+        "api-key",
+        description="how /v1 callers authenticate: API keys, JWTs (JWKS), both, or none at all"
+        " (none: every caller may do everything; only for a port nobody else reaches)",
+    )
+    standalone_admin_key: bool = Field(
+        True,
+        description="API key modes: keep an admin key in <data_dir>/admin-key.json (its hash"
+        " only), created and printed once on the first start; false in a cluster, where keys"
+        " come from api_keys",
+    )
+    api_keys: tuple[auth.ApiKeyRecord, ...] = Field(
+        (),
+        description="provisioned API keys as stored records (argon2id hash, never the key),"
+        " e.g. the operator's; a key's owner is its subject in access_rules",
+    )
+    access_rules: tuple[AccessRule, ...] = Field(
+        (),
+        description="who may read, write or administer which kinds in which namespaces;"
+        " the operator needs admin on collections",
+    )
+    jwt_jwks_url: str | None = Field(
+        None, description="JWT modes: the identity provider's JWKS URL (https)"
+    )
+    jwt_issuer: str | None = Field(None, description="JWT modes: the required `iss`")
+    jwt_audience: str = Field("llm-infra", description="JWT modes: the required `aud`")
+    jwt_algorithms: tuple[str, ...] = Field(
+        ("RS256", "ES256", "EdDSA"),
+        description="JWT modes: the asymmetric algorithms a JWK may pin (never HS*, never none)",
+    )
+    jwt_groups_claim: str = Field(
+        "groups", description="JWT modes: the claim (dotted path) holding the caller's groups"
     )

@@ -34,7 +34,7 @@ async def test_the_api_of_a_real_control_plane_survives_a_restart(tmp_path: Path
 
     process = ControlPlaneProcess(tmp_path, data).start()
     try:
-        async with ControlPlaneClient(process.url) as cp:
+        async with ControlPlaneClient(process.url, token=process.token) as cp:
             adopted = await cp.collection_info("team-a", "docs", "team-a-docs")
             assert adopted is not None
             assert (adopted.points_count, adopted.config.dimensions) == (5, 4)
@@ -58,7 +58,7 @@ async def test_the_api_of_a_real_control_plane_survives_a_restart(tmp_path: Path
 
     process.start()
     try:
-        async with ControlPlaneClient(process.url) as cp:
+        async with ControlPlaneClient(process.url, token=process.token) as cp:
             kept = await cp.collection_info("team-a", "docs", "team-a-docs")
             assert kept is not None
             assert (kept.points_count, kept.config.dimensions) == (5, 4)

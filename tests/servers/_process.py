@@ -137,14 +137,14 @@ class ServerProcess:
             time.sleep(interval)
             interval = min(interval * 1.5, 0.25)
 
-    def stop(self, timeout: float = 15.0) -> int | None:
-        """SIGTERM, then SIGKILL after `timeout`; returns the exit code."""
+    def stop(self, timeout: float = 15.0, sig: signal.Signals = signal.SIGTERM) -> int | None:
+        """`sig` (SIGTERM; SIGINT is Ctrl-C), then SIGKILL after `timeout`; the exit code."""
         proc, self._proc = self._proc, None
         if proc is None:
             return None
         if proc.poll() is None:
             with contextlib.suppress(ProcessLookupError):
-                os.killpg(proc.pid, signal.SIGTERM)
+                os.killpg(proc.pid, sig)
             try:
                 proc.wait(timeout)
             except subprocess.TimeoutExpired:

@@ -1,7 +1,12 @@
-"""The control plane as a real process: `llm-infra up --port P --data DIR`, ready on /readyz."""
+"""The control plane as a real process: `llm-infra up --port P --data DIR`, ready on /readyz.
+
+Without `resources` it applies no folder (`--no-resources`, the in-cluster role); without
+`nats_url` it starts its own nats-server child, as a user's `llm-infra up` does.
+"""
 
 from __future__ import annotations
 
+import re
 import signal
 import sys
 from pathlib import Path
@@ -16,9 +21,20 @@ class ControlPlaneProcess(ManagedServer):
 
     name = "llm-infra up"
 
-    def __init__(self, workdir: Path, data: Path | None = None) -> None:
+    def __init__(
+        self,
+        workdir: Path,
+        data: Path | None = None,
+        *,
+        resources: Path | None = None,
+        nats_url: str | None = None,
+    ) -> None:
         self.workdir = workdir
         self.data = data or workdir / "data"
+        self.resources = resources
+        self.nats_url = nats_url
+        self.token: str | None = None
+        """The admin API key `llm-infra up` printed on its first start."""
         self.port = free_port()
         self.url = f"http://127.0.0.1:{self.port}"
         self._log = workdir / "controlplane.log"
@@ -27,6 +43,9 @@ class ControlPlaneProcess(ManagedServer):
     def _new_process(self) -> ServerProcess:
         command = Path(sys.executable).parent / "llm-infra"
         argv: list[str | Path] = [command, "up", "--port", str(self.port), "--data", self.data]
+        argv += ["--resources", self.resources] if self.resources else ["--no-resources"]
+        if self.nats_url:
+            argv += ["--nats-url", self.nats_url]
         return ServerProcess(self.name, argv, log_path=self._log)
 
     def _ready(self) -> bool:
@@ -34,7 +53,18 @@ class ControlPlaneProcess(ManagedServer):
 
     def start(self) -> ControlPlaneProcess:
         self._process.launch(self._ready, what="/readyz", timeout=30)
+        if self.token is None:  # printed once, on the first start with this data dir
+            found = re.search(r"admin key: (llmi_\S+)", self._log.read_text(errors="replace"))
+            self.token = found.group(1) if found else None
         return self
+
+    def interrupt(self) -> int | None:
+        """Ctrl-C, as a user stops `llm-infra up`; the exit code (0: a clean stop)."""
+        return self._process.stop(sig=signal.SIGINT)
+
+    @property
+    def log(self) -> str:
+        return self._log.read_text(errors="replace") if self._log.exists() else ""
 
     def stop(self) -> None:
         # A clean stop runs lifespan shutdown, which flushes and closes the shards; uvicorn

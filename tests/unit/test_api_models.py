@@ -82,6 +82,8 @@ def _documents(path: Path) -> list[dict[str, Any]]:
 @pytest.mark.parametrize("path", examples(), ids=lambda p: p.name)
 def test_examples_validate_and_round_trip(path: Path) -> None:
     for document in _documents(path):
+        if document["kind"] in ("ConfigMap", "Secret"):  # what a ConfigSource layer reads
+            continue
         model = KIND_BY_NAME[document["kind"]].model_validate(document)
         again = type(model).model_validate(model.to_wire())
         assert again == model

@@ -35,7 +35,9 @@ def _spec(size: int = 4, **extra: Any) -> VectorCollectionSpec:
 
 @pytest.fixture
 async def app(tmp_path: Path) -> AsyncIterator[FastAPI]:
-    app = create_app(Settings(data_dir=tmp_path / "data"))
+    app = create_app(
+        Settings(data_dir=tmp_path / "data", auth_mode="none")
+    )  # auth: test_cp_security
     # httpx's ASGI transport sends no lifespan events: run the app's lifespan here.
     async with app.router.lifespan_context(app):
         yield app
@@ -196,7 +198,7 @@ async def test_framework_errors_are_problems_too(http: httpx.AsyncClient) -> Non
 
 
 async def test_shutdown_closes_every_store(tmp_path: Path) -> None:
-    app = create_app(Settings(data_dir=tmp_path))
+    app = create_app(Settings(data_dir=tmp_path, auth_mode="none"))
     async with app.router.lifespan_context(app):
         transport = httpx.ASGITransport(app=app)
         async with ControlPlaneClient("http://cp", transport=transport) as cp:

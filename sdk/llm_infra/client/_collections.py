@@ -17,6 +17,9 @@ from pydantic.alias_generators import to_camel
 
 from llm_infra import errors
 from llm_infra.api.v1alpha1.vectorcollection import VectorCollectionSpec
+from llm_infra.client._audit import AuditClientMixin
+from llm_infra.client._config import ConfigClientMixin
+from llm_infra.client._vectors import VectorClientMixin
 
 CollectionName = Annotated[str, Field(pattern=r"^[a-zA-Z0-9_-]+$", min_length=1, max_length=255)]
 """A collection's name in Qdrant (and its directory name in the embedded core)."""
@@ -77,7 +80,7 @@ class DropResult(_Wire):
     dropped: bool
 
 
-class ControlPlaneClient:
+class ControlPlaneClient(AuditClientMixin, ConfigClientMixin, VectorClientMixin):
     """An async client of the control plane's API; errors come back as `llm_infra.errors`.
 
         async with ControlPlaneClient("http://llm-infra-controlplane:8080") as cp:

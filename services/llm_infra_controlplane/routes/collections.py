@@ -26,7 +26,8 @@ NameQuery = Annotated[
     CollectionName | None,
     Query(
         alias="collectionName",
-        description="the collection's name in the engine; default <namespace>-<name>",
+        description="the collection's name in the engine; default: the one of its last ensure,"
+        " else <namespace>-<name>",
     ),
 ]
 
@@ -52,7 +53,8 @@ async def ensure_collection(
 async def collection_info(
     namespace: Namespace, name: Name, registry: CollectionsDep, collection_name: NameQuery = None
 ) -> CollectionInfo:
-    return await registry.info(namespace, name, collection_name or f"{namespace}-{name}")
+    name_in_engine = collection_name or registry.collection_name(namespace, name)
+    return await registry.info(namespace, name, name_in_engine)
 
 
 @router.delete(
@@ -64,4 +66,5 @@ async def collection_info(
 async def drop_collection(
     namespace: Namespace, name: Name, registry: CollectionsDep, collection_name: NameQuery = None
 ) -> DropResult:
-    return DropResult(dropped=await registry.drop(collection_name or f"{namespace}-{name}"))
+    name_in_engine = collection_name or registry.collection_name(namespace, name)
+    return DropResult(dropped=await registry.drop(name_in_engine))

@@ -54,6 +54,7 @@ def operator_settings(
     return {
         "LLM_INFRA_OPERATOR_NATS_URL": nats_url,
         "LLM_INFRA_OPERATOR_CONTROL_PLANE_URL": control_plane.url,
+        "LLM_INFRA_OPERATOR_CONTROL_PLANE_TOKEN": control_plane.token or "",
         "LLM_INFRA_OPERATOR_QDRANT_LOCATION": str(tmp_path_factory.mktemp("qdrant-local")),
         "LLM_INFRA_OPERATOR_RESYNC_INTERVAL": "3",
         "LLM_INFRA_OPERATOR_RETRY_INITIAL": "0.5",

@@ -54,7 +54,7 @@ def collection(name: str, **spec: Any) -> dict[str, Any]:
 
 def info(control_plane: ControlPlaneProcess, namespace: str, name: str) -> Any:
     async def read() -> Any:
-        async with ControlPlaneClient(control_plane.url) as cp:
+        async with ControlPlaneClient(control_plane.url, token=control_plane.token) as cp:
             return await cp.collection_info(namespace, name, f"{namespace}-{name}")
 
     return asyncio.run(read())

@@ -1,0 +1,110 @@
+"""The audit API of an AuditSink: append events, query and verify its records, read its status.
+
+The work is `AuditService`'s (audit_service.py): policy, hash chain, JetStream
+and the per-sink writers. An unknown AuditSink answers 404; NATS down answers
+503 with Retry-After, and an event is acknowledged only once JetStream stored
+its record. Errors answer as problems (`problems.py`).
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from typing import Annotated
+
+from fastapi import APIRouter, Path, Query
+
+from llm_infra.client import (
+    AppendAuditEventsRequest,
+    AppendAuditEventsResponse,
+    AppendedRecord,
+    AuditEventsPage,
+    AuditStatus,
+    AuditVerification,
+)
+from llm_infra_controlplane.deps import AuditDep
+
+# Authentication plugs in here, as a router dependency, with the rest of the /v1 API.
+router = APIRouter(prefix="/v1/namespaces/{namespace}/auditsinks/{name}", tags=["audit"])
+
+# Kubernetes' rules: a namespace is a DNS label, an object name a DNS subdomain.
+Namespace = Annotated[str, Path(pattern=r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$", max_length=63)]
+Name = Annotated[str, Path(pattern=r"^[a-z0-9]([-a-z0-9.]*[a-z0-9])?$", max_length=253)]
+
+
+@router.post(
+    "/events",
+    response_model=AppendAuditEventsResponse,
+    response_model_by_alias=True,
+    summary="Append a batch of audit events (acknowledged once stored in JetStream)",
+)
+async def append_events(
+    namespace: Namespace, name: Name, body: AppendAuditEventsRequest, service: AuditDep
+) -> AppendAuditEventsResponse:
+    records = await service.append(namespace, name, body.events)
+    kept = {record.id for record in records}
+    return AppendAuditEventsResponse(
+        records=[AppendedRecord(id=r.id, seq=r.seq, hash=r.hash) for r in records],
+        dropped=[event.id for event in body.events if event.id not in kept],
+    )
+
+
+@router.get(
+    "/events",
+    response_model=AuditEventsPage,
+    response_model_by_alias=True,
+    summary="Query the records by actor, action, resource and time range, a page at a time",
+)
+async def query_events(
+    namespace: Namespace,
+    name: Name,
+    service: AuditDep,
+    actor: Annotated[str | None, Query(max_length=253, description="an actor id")] = None,
+    action: Annotated[
+        str | None, Query(max_length=128, description="fnmatch pattern over the action")
+    ] = None,
+    resource: Annotated[
+        str | None,
+        Query(max_length=512, description="fnmatch pattern over kind/namespace/name"),
+    ] = None,
+    since: Annotated[
+        dt.datetime | None, Query(description="inclusive, RFC 3339 with offset")
+    ] = None,
+    until: Annotated[
+        dt.datetime | None, Query(description="exclusive, RFC 3339 with offset")
+    ] = None,
+    limit: Annotated[int, Query(ge=1, le=1000, description="most records per page")] = 100,
+    cursor: Annotated[
+        str | None, Query(max_length=64, description="nextCursor of the previous page")
+    ] = None,
+) -> AuditEventsPage:
+    return await service.query(
+        namespace,
+        name,
+        actor=actor,
+        action=action,
+        resource=resource,
+        since=since,
+        until=until,
+        limit=limit,
+        cursor=cursor,
+    )
+
+
+@router.get(
+    "/verify",
+    response_model=AuditVerification,
+    response_model_by_alias=True,
+    summary="Verify the hash chain and signed checkpoints of the records the stream holds",
+)
+async def verify(namespace: Namespace, name: Name, service: AuditDep) -> AuditVerification:
+    return await service.verify(namespace, name)
+
+
+@router.get(
+    "/status",
+    response_model=AuditStatus,
+    response_model_by_alias=True,
+    summary="The stream's counters and each sink's lag, deliveries and last error",
+)
+async def status(namespace: Namespace, name: Name, service: AuditDep) -> AuditStatus:
+    return await service.status(namespace, name)

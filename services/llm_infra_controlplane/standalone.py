@@ -1,0 +1,280 @@
+"""Standalone mode: a folder of resource YAML, applied on one machine with the SDK's code.
+
+`llm-infra up --resources DIR` reads every `*.yaml`/`*.yml` in DIR (several
+documents per file are fine): the four kinds, validated by the same models
+the CRDs come from, and the ConfigMaps and Secrets ConfigSource layers read.
+Each kind is applied with the decide/apply code the operator uses: collections
+through `CollectionRegistry` (embedded core), ConfigSources through
+`config.resolve_config_source` into the `ConfigStore`, AuditSinks through
+`AuditService.ensure_sink`, Routes through `router.compile_route`. Then DIR is
+watched: saving a file applies what changed (GitOps on a laptop). A resource
+that fails is reported with its file and field and the others still apply; a
+ConfigSource that stops validating keeps serving its last good version.
+
+What differs from a cluster, on purpose: every VectorCollection lives in the
+embedded core (there is no Qdrant server on a laptop), an AuditSink's stream
+has one replica (there is one nats-server) and its file sinks write below
+`<data>/audit-sinks/`.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import contextlib
+import hashlib
+import logging
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import pydantic
+import watchfiles
+import yaml
+
+from llm_infra import config, errors, router
+from llm_infra.api.v1alpha1 import KINDS, AuditSink, ConfigSource, Route, VectorCollection
+from llm_infra.api.v1alpha1._common import duration_seconds
+from llm_infra_controlplane.audit_service import AuditService
+from llm_infra_controlplane.collection_registry import CollectionRegistry
+from llm_infra_controlplane.config_store import ConfigStore
+
+DEFAULT_NAMESPACE = "default"
+YAML = (".yaml", ".yml")
+KIND_BY_NAME = {kind.crd.kind: kind for kind in KINDS}
+# The order resources apply in: what others read first.
+ORDER = ("VectorCollection", "ConfigSource", "AuditSink", "Route")
+
+_log = logging.getLogger(__name__)
+
+Key = tuple[str, str, str]  # kind, namespace, name
+
+
+@dataclass(frozen=True)
+class Declared:
+    """One resource of the folder: its model, where it came from, and a digest of its text."""
+
+    kind: str
+    namespace: str
+    name: str
+    obj: Any
+    source: str
+    digest: str
+
+
+@dataclass
+class Folder:
+    """What one read of the folder found."""
+
+    resources: dict[Key, Declared] = field(default_factory=dict)
+    config_maps: dict[tuple[str, str], dict[str, str]] = field(default_factory=dict)
+    secrets: dict[tuple[str, str], dict[str, str]] = field(default_factory=dict)
+    problems: list[str] = field(default_factory=list)
+
+    def objects(self, namespace: str) -> config.DictObjectReader:
+        """The ConfigMaps and Secrets of one namespace, as ConfigSource layers read them."""
+        return config.DictObjectReader(
+            config_maps={n: d for (ns, n), d in self.config_maps.items() if ns == namespace},
+            secrets={n: d for (ns, n), d in self.secrets.items() if ns == namespace},
+        )
+
+
+def read_folder(directory: Path) -> Folder:
+    """Parse every YAML document below `directory`; problems are collected, never raised."""
+    folder = Folder()
+    for path in sorted(p for p in directory.iterdir() if p.suffix in YAML and p.is_file()):
+        try:
+            documents = [d for d in yaml.safe_load_all(path.read_text(encoding="utf-8")) if d]
+        except (OSError, yaml.YAMLError) as exc:
+            folder.problems.append(f"{path.name}: not readable as YAML: {exc}")
+            continue
+        for index, document in enumerate(documents):
+            _take(folder, document, f"{path.name}#{index + 1}")
+    return folder
+
+
+def _take(folder: Folder, document: Any, source: str) -> None:
+    if not isinstance(document, dict) or "kind" not in document:
+        folder.problems.append(f"{source}: not a Kubernetes object (no kind)")
+        return
+    kind = str(document["kind"])
+    meta = document.get("metadata") or {}
+    namespace = str(meta.get("namespace") or DEFAULT_NAMESPACE)
+    name = meta.get("name")
+    if not isinstance(name, str) or not name:
+        folder.problems.append(f"{source}: {kind} without metadata.name: give it a name")
+        return
+    if kind in ("ConfigMap", "Secret"):
+        data = {k: str(v) for k, v in (document.get("data") or {}).items()}
+        if kind == "Secret":
+            data = {k: base64.b64decode(v).decode() for k, v in data.items()}
+            data |= {k: str(v) for k, v in (document.get("stringData") or {}).items()}
+        target = folder.config_maps if kind == "ConfigMap" else folder.secrets
+        target[(namespace, name)] = data
+        return
+    model = KIND_BY_NAME.get(kind)
+    if model is None:
+        folder.problems.append(f"{source}: kind {kind} is not applied in standalone mode")
+        return
+    try:
+        obj = model.model_validate(document)
+    except pydantic.ValidationError as exc:
+        where = "; ".join(
+            f"{'.'.join(map(str, e['loc']))}: {e['msg']}" for e in exc.errors(include_input=False)
+        )
+        folder.problems.append(f"{source}: {kind} {name}: {where}")
+        return
+    digest = hashlib.sha256(yaml.safe_dump(document, sort_keys=True).encode()).hexdigest()
+    folder.resources[(kind, namespace, name)] = Declared(kind, namespace, name, obj, source, digest)
+
+
+class Applier:
+    """Applies a folder's resources to the control plane's services, then follows its changes."""
+
+    def __init__(
+        self,
+        collections: CollectionRegistry,
+        configs: ConfigStore,
+        audit: AuditService,
+        data_dir: Path,
+        *,
+        report: Callable[[str], None] | None = None,
+    ) -> None:
+        self.collections = collections
+        self.configs = configs
+        self.audit = audit
+        self.data_dir = data_dir
+        self.routes: dict[tuple[str, str], router.RouteTable] = {}
+        self._report = report or _log.info
+        self._applied: dict[Key, Declared] = {}
+        self._failed: dict[Key, tuple[str, str]] = {}  # digest and message of the last failure
+        self._folder = Folder()
+        self._http_cache = config.HttpLayerCache()
+        self._refresh_due: dict[tuple[str, str], float] = {}
+
+    async def apply(self, folder: Folder) -> None:
+        """Bring the services in line with `folder`: new and changed resources, then removed."""
+        for problem in folder.problems:
+            self._report(f"skipped {problem}")
+        self._folder = folder
+        for kind in ORDER:
+            for key, declared in sorted(folder.resources.items()):
+                if key[0] != kind:
+                    continue
+                # ConfigSources read ConfigMaps and Secrets: re-resolve them on every change.
+                unchanged = self._applied.get(key) == declared or (
+                    key in self._failed and self._failed[key][0] == declared.digest
+                )
+                if unchanged and kind != "ConfigSource":
+                    continue
+                try:
+                    await self._apply_one(declared)
+                except errors.InfraError as exc:
+                    message = f"failed {kind} {key[1]}/{key[2]} ({declared.source}): {exc}"
+                    if self._failed.get(key) != (declared.digest, message):  # say it once
+                        self._report(message)
+                    self._failed[key] = (declared.digest, message)
+                    continue
+                self._failed.pop(key, None)
+                self._applied[key] = declared
+        for key in [k for k in self._applied if k not in folder.resources]:
+            await self._remove(self._applied.pop(key))
+
+    async def _apply_one(self, declared: Declared) -> None:
+        ns, name, obj = declared.namespace, declared.name, declared.obj
+        if isinstance(obj, VectorCollection):
+            collection = obj.spec.collection_name or f"{ns}-{name}"
+            info = await self.collections.ensure(ns, name, collection, obj.spec)
+            what = "created" if info.created else ("updated" if info.changes else "ready")
+            self._report(f"vc {ns}/{name}: {what}, {info.points_count} points (embedded core)")
+        elif isinstance(obj, ConfigSource):
+            await self._resolve(ns, name, obj)
+        elif isinstance(obj, AuditSink):
+            spec = obj.spec
+            if spec.stream.replicas != 1:  # one nats-server holds one replica
+                spec = spec.model_copy(
+                    update={"stream": spec.stream.model_copy(update={"replicas": 1})}
+                )
+            secrets = {n: d for (s, n), d in self._folder.secrets.items() if s == ns}
+            await self.audit.ensure_sink(
+                ns, name, spec, secrets=secrets, file_root=self.data_dir / "audit-sinks"
+            )
+            self._report(f"asink {ns}/{name}: stream ready, {len(spec.sinks)} sinks")
+        elif isinstance(obj, Route):
+            table = router.compile_route(ns, name, obj.spec, generation=1)
+            self.routes[(ns, name)] = table
+            weights = router.weights_column(router.effective_weights(obj.spec))
+            self._report(f"llmroute {ns}/{name}: {weights}")
+
+    async def _resolve(self, ns: str, name: str, obj: ConfigSource) -> None:
+        resolution = await config.resolve_config_source(
+            obj.spec, self._folder.objects(ns), http_cache=self._http_cache
+        )
+        remote = any(layer.vault or layer.http for layer in obj.spec.layers)
+        if remote:  # read again every refresh.interval (in-folder layers follow the watch)
+            loop = asyncio.get_running_loop()
+            interval = duration_seconds(obj.spec.refresh.interval)
+            self._refresh_due[(ns, name)] = loop.time() + interval
+        if not resolution.valid:
+            kept = self.configs.get(ns, name)
+            keeps = f"; serving version {kept.version}" if kept else ""
+            raise errors.ConfigError(
+                f"not published: {'; '.join(resolution.problems)}{keeps}", key=f"{ns}/{name}"
+            )
+        assert resolution.content_hash is not None
+        before = self.configs.get(ns, name)
+        served = self.configs.publish(ns, name, resolution.document, resolution.content_hash)
+        if before is None or before.content_hash != served.content_hash:
+            self._report(f"cfgsrc {ns}/{name}: version {served.version} published")
+
+    async def _remove(self, declared: Declared) -> None:
+        ns, name, obj = declared.namespace, declared.name, declared.obj
+        if isinstance(obj, VectorCollection):
+            collection = obj.spec.collection_name or f"{ns}-{name}"
+            if obj.spec.deletion_policy == "Delete":
+                await self.collections.drop(collection)
+                self._report(f"vc {ns}/{name}: removed, collection dropped (deletionPolicy Delete)")
+            else:
+                self._report(f"vc {ns}/{name}: removed, collection {collection} kept (Retain)")
+        elif isinstance(obj, ConfigSource):
+            self.configs.remove(ns, name)
+            self._refresh_due.pop((ns, name), None)
+            self._report(f"cfgsrc {ns}/{name}: removed, no longer served")
+        elif isinstance(obj, AuditSink):
+            await self.audit.remove_sink(ns, name)
+            self._report(f"asink {ns}/{name}: removed, its stream kept")
+        elif isinstance(obj, Route):
+            self.routes.pop((ns, name), None)
+            self._report(f"llmroute {ns}/{name}: removed")
+
+    async def refresh(self) -> None:
+        """Re-read the ConfigSources with OpenBao/HTTP layers whose refresh.interval is up."""
+        now = asyncio.get_running_loop().time()
+        for (ns, name), due in list(self._refresh_due.items()):
+            declared = self._applied.get(("ConfigSource", ns, name))
+            if due > now or declared is None:
+                continue
+            with contextlib.suppress(errors.InfraError):  # reported; the last good stays
+                await self._resolve(ns, name, declared.obj)
+
+    async def follow(self, directory: Path, stop: asyncio.Event) -> None:
+        """Apply the folder again on every change, and refresh remote layers, until `stop`."""
+        watcher = watchfiles.awatch(
+            directory, stop_event=stop, debounce=200, step=50, yield_on_timeout=True,
+            rust_timeout=1000,
+        )  # fmt: skip
+        async for changes in watcher:
+            # Editors and tools write temporary files next to the real ones: YAML only.
+            names = sorted({Path(p).name for _, p in changes if Path(p).suffix in YAML})
+            if names:
+                self._report(f"changed: {', '.join(names)}")
+                await self.apply(read_folder(directory))
+            await self.refresh()
+
+
+def summary(folder: Folder) -> Mapping[str, int]:
+    counts: dict[str, int] = {}
+    for kind, _, _ in folder.resources:
+        counts[kind] = counts.get(kind, 0) + 1
+    return counts
