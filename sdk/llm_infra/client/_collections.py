@@ -19,12 +19,11 @@ from llm_infra import errors
 from llm_infra.api.v1alpha1.vectorcollection import VectorCollectionSpec
 from llm_infra.client._audit import AuditClientMixin
 from llm_infra.client._config import ConfigClientMixin
+from llm_infra.client._problems import raise_for_problem
 from llm_infra.client._vectors import VectorClientMixin
 
 CollectionName = Annotated[str, Field(pattern=r"^[a-zA-Z0-9_-]+$", min_length=1, max_length=255)]
 """A collection's name in Qdrant (and its directory name in the embedded core)."""
-
-_PROBLEM_JSON = "application/problem+json"
 
 
 class _Wire(BaseModel):
@@ -166,17 +165,8 @@ class ControlPlaneClient(AuditClientMixin, ConfigClientMixin, VectorClientMixin)
     async def _send(self, method: str, path: str, **options: Any) -> httpx.Response:
         with errors.translate(errors.from_httpx):
             response = await self._http.request(method, path, **options)
-        if response.is_success:
-            return response
-        if response.headers.get("content-type", "").startswith(_PROBLEM_JSON):
-            with errors.translate():
-                document = response.json()
-            raise errors.from_problem(document)
-        # Not one of ours (a proxy's error page, say): the status is all there is to go on.
-        status = httpx.HTTPStatusError(
-            response.reason_phrase, request=response.request, response=response
-        )
-        raise errors.from_httpx(status) from None
+        raise_for_problem(response)
+        return response
 
 
 def _collection_path(namespace: str, name: str) -> str:

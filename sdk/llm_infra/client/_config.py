@@ -28,10 +28,10 @@ from pydantic.alias_generators import to_camel
 from pydantic_settings import BaseSettings
 
 from llm_infra import config, errors, jsondoc
+from llm_infra.client._problems import raise_for_problem
 
 _log = logging.getLogger(__name__)
 
-_PROBLEM_JSON = "application/problem+json"
 CONFIG_EVENT = "config"
 """The SSE event name of a config version on the watch stream."""
 
@@ -86,7 +86,7 @@ class ConfigClientMixin:
         """The configs served in `namespace`, with their current versions."""
         with errors.translate(errors.from_httpx):
             response = await self._http.get(_configs_path(namespace))
-        _raise_for_problem(response)
+        raise_for_problem(response)
         return ConfigList.model_validate_json(response.content).items
 
     async def get_config(
@@ -102,7 +102,7 @@ class ConfigClientMixin:
             response = await self._http.get(_config_path(namespace, name), headers=headers)
         if response.status_code == httpx.codes.NOT_MODIFIED:
             return None
-        _raise_for_problem(response)
+        raise_for_problem(response)
         return ConfigVersion.model_validate_json(response.content)
 
     async def watch_config(
@@ -136,7 +136,7 @@ class ConfigClientMixin:
                     async with self._http.stream("GET", path, headers=headers) as response:
                         if not response.is_success:
                             await response.aread()
-                            _raise_for_problem(response)
+                            raise_for_problem(response)
                         delay = backoff_initial  # connected: the next drop starts over
                         async with contextlib.aclosing(_versions(response)) as versions:
                             async for version in versions:
@@ -218,7 +218,7 @@ class ServedConfigSource:
             ) as client,
         ):
             response = client.get(_config_path(self.namespace, self.name))
-        _raise_for_problem(response)
+        raise_for_problem(response)
         return ConfigVersion.model_validate_json(response.content)
 
     def read(self) -> Mapping[str, Any]:
@@ -295,20 +295,6 @@ async def watch_settings(
 
 
 # -- internals ---------------------------------------------------------------------------------
-
-
-def _raise_for_problem(response: httpx.Response) -> None:
-    """Raise the error a non-2xx answer describes (a problem document, else its status)."""
-    if response.is_success:
-        return
-    if response.headers.get("content-type", "").startswith(_PROBLEM_JSON):
-        with errors.translate():
-            document = response.json()
-        raise errors.from_problem(document)
-    status = httpx.HTTPStatusError(
-        response.reason_phrase, request=response.request, response=response
-    )
-    raise errors.from_httpx(status) from None
 
 
 def _quoted(etag: str) -> str:
