@@ -294,3 +294,13 @@ def test_describe_changes_puts_the_plan_into_words() -> None:
     assert vector.describe_changes(vector.plan_collection(_spec(), None)) == ["create collection"]
     refused = vector.plan_collection(_spec(8), stored)
     assert vector.describe_changes(refused) == ["refuse: dimensions is 4, the spec asks for 8"]
+
+
+async def test_a_payload_index_that_is_no_path_is_a_422_naming_it(http: httpx.AsyncClient) -> None:
+    # Found by schemathesis: control characters in a field once reached the engine (a 500).
+    body = {"collectionName": "fuzzed", "spec": {"vectors": {"size": 4},
+            "payloadIndexes": [{"field": "\u00d3\n\u00e5'", "type": "float"}]}}  # fmt: skip
+    answer = await http.put("/v1/namespaces/o/collections/fuzzed", json=body)
+    assert answer.status_code == 422
+    assert answer.headers["content-type"].startswith("application/problem+json")
+    assert answer.json()["field"] == "spec.payloadIndexes.0.field"

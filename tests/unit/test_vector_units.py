@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import math
 import uuid
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -11,7 +12,7 @@ from qdrant_client import models as qm
 
 from llm_infra import errors
 from llm_infra.api.v1alpha1.vectorcollection import VectorCollectionSpec
-from llm_infra.vector import CollectionConfig, F, _ids, normalize, normalize_batch
+from llm_infra.vector import CollectionConfig, EdgeStore, F, _ids, normalize, normalize_batch
 from llm_infra.vector._checks import Vector, check_batch, check_query
 from llm_infra.vector._plan import plan
 
@@ -168,3 +169,11 @@ def test_plan_create_noop_update_and_mismatch() -> None:
         "16",
         "8",
     )
+
+
+def test_a_payload_index_that_is_no_path_is_refused_naming_it(tmp_path: Path) -> None:
+    config = CollectionConfig(dimensions=4, payload_indexes={"bad\npath": "keyword"})
+    with pytest.raises(errors.ValidationError) as refused:
+        EdgeStore.open(tmp_path / "c", config)
+    assert refused.value.field == "payload_indexes"
+    assert "not a payload path" in refused.value.message

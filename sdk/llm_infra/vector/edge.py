@@ -144,7 +144,15 @@ class EdgeStore(VectorStore):
         for field in decided.drop_indexes:
             store.shard.update(qe.UpdateOperation.delete_field_index(field))
         for field, kind in decided.create_indexes.items():
-            store.shard.update(qe.UpdateOperation.create_field_index(field, _PAYLOAD_TYPE[kind]))
+            try:
+                operation = qe.UpdateOperation.create_field_index(field, _PAYLOAD_TYPE[kind])
+            except ValueError:  # qdrant-edge parses the path: its message may echo raw bytes
+                raise errors.ValidationError(
+                    f"payload index {field!r} is not a payload path: use dotted keys such as"
+                    " metadata.lang (tags[] for the items of an array)",
+                    field="payload_indexes",
+                ) from None
+            store.shard.update(operation)
         _write_atomically(stored, desired.to_json())
         info = shard.info()
         store._indexed = min(info.indexed_vectors_count, info.points_count)

@@ -19,6 +19,8 @@ Datatype = Literal["float32", "float16", "uint8"]
 PayloadType = Literal["keyword", "integer", "float", "bool", "geo", "datetime", "uuid", "text"]
 Tier = Literal["hot", "warm", "cold"]
 Dimensions = Annotated[int, Field(ge=1, le=65536)]
+# Qdrant's payload paths: dotted keys, each may index an array (tags[] or tags[0]).
+PAYLOAD_PATH = r"^[A-Za-z_][A-Za-z0-9_-]*(\[[0-9]*\])?(\.[A-Za-z_][A-Za-z0-9_-]*(\[[0-9]*\])?)*$"
 
 
 class QdrantBackend(ApiModel):
@@ -157,8 +159,8 @@ class Quantization(ApiModel):
 class PayloadIndex(ApiModel):
     """An index on a payload field; filter only on indexed fields (unindexed filters scan)."""
 
-    field: str = Field(min_length=1, max_length=256)
-    """Payload field (a JSON path such as metadata.lang)."""
+    field: str = Field(min_length=1, max_length=256, pattern=PAYLOAD_PATH)
+    """Payload field (a JSON path such as metadata.lang, or tags[] for each item of an array)."""
     type: PayloadType
     """Index type."""
 
