@@ -145,6 +145,7 @@ class Security:
         self._jwt = jwt
         self._admin_key_id = admin_key_id
         self._verified: dict[bytes, auth.Identity] = {}
+        self._verifying: dict[bytes, asyncio.Future[auth.Identity]] = {}
 
     def __repr__(self) -> str:
         return f"Security(mode={self.mode!r}, rules={len(self.rules)})"
@@ -209,7 +210,14 @@ class Security:
             record = await authenticator.store.get(str(identity.claims["key_id"]))
             if record is not None and record.usable_at(datetime.datetime.now(datetime.UTC)):
                 return identity
-        identity = await authenticator.authenticate(credentials)
+        # One argon2 check per key at a time: the requests that arrive while it runs (a burst
+        # after a start) wait for its answer instead of each paying ~100 ms of CPU for it.
+        pending = self._verifying.get(digest)
+        if pending is None:
+            pending = asyncio.ensure_future(authenticator.authenticate(credentials))
+            self._verifying[digest] = pending
+            pending.add_done_callback(lambda _: self._verifying.pop(digest, None))
+        identity = await asyncio.shield(pending)
         if len(self._verified) >= _VERIFIED_CACHE_SIZE:
             self._verified.clear()  # a bound, not an LRU: only misses after it pay argon2 again
         self._verified[digest] = identity

@@ -410,3 +410,26 @@ async def test_a_verified_key_is_not_rehashed_but_still_checked_for_expiry(
 
 def test_security_repr_shows_no_secret() -> None:
     assert repr(security.Security("api-key")) == "Security(mode='api-key', rules=0)"
+
+
+async def test_a_burst_with_a_new_key_pays_one_argon2_check(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    key, record = await security.issue_api_key("svc")
+    guard = security.Security("api-key", api_keys=_authenticator(record))
+    checks = 0
+    real = auth.ApiKeyAuthenticator._matches
+
+    def counted(self: auth.ApiKeyAuthenticator, *args: Any) -> bool:
+        nonlocal checks
+        checks += 1
+        return real(self, *args)
+
+    monkeypatch.setattr(auth.ApiKeyAuthenticator, "_matches", counted)
+    headers = {"authorization": f"Bearer {key.get_secret_value()}"}
+    # The burst that follows a start: all arrive before the first check is done.
+    identities = await asyncio.gather(*(guard.authenticate(headers) for _ in range(20)))
+    assert {identity.subject for identity in identities} == {"svc"}
+    assert checks == 1
+    await guard.authenticate(headers)  # and later requests hit the cache
+    assert checks == 1
