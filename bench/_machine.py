@@ -1,11 +1,13 @@
-"""What every benchmark report records about the machine it ran on (shared by the bench scripts)."""
+"""What every benchmark report shares: the machine it ran on, and how it is written out."""
 
 from __future__ import annotations
 
 import contextlib
 import importlib.metadata
+import json
 import os
 import platform
+import sys
 from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
@@ -44,3 +46,14 @@ def machine_info(dists: Iterable[str]) -> dict[str, Any]:
         "python": platform.python_version(),
         "versions": {d: version(d) for d in dists},
     }
+
+
+def write_report(
+    report: dict[str, Any], text: str, *, markdown: Path | None, json_path: Path | None
+) -> None:
+    """The table to stdout (and `markdown`), every number to `json_path`."""
+    sys.stdout.write(text if text.endswith("\n") else text + "\n")
+    if markdown:
+        markdown.write_text(text)
+    if json_path:
+        json_path.write_text(json.dumps(report, indent=2, ensure_ascii=False) + "\n")

@@ -22,7 +22,6 @@ from __future__ import annotations
 import argparse
 import asyncio
 import datetime as dt
-import json
 import statistics
 import sys
 import tempfile
@@ -432,12 +431,7 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
 def main(argv: Sequence[str] | None = None) -> int:
     args = parse_args(argv)
     report = run(args)
-    text = markdown(report)
-    print(text)
-    if args.markdown:
-        args.markdown.write_text(text)
-    if args.json:
-        args.json.write_text(json.dumps(report, indent=2))
+    _machine.write_report(report, markdown(report), markdown=args.markdown, json_path=args.json)
     failed = report["config_open_loop"]["errors"] or report["audit"]["acked"] == 0
     return 1 if failed else 0
 

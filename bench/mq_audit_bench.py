@@ -18,7 +18,6 @@ import argparse
 import asyncio
 import contextlib
 import datetime as dt
-import json
 import os
 import socket
 import statistics
@@ -261,12 +260,7 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
 def main(argv: Sequence[str] | None = None) -> int:
     args = parse_args(argv)
     report = run(args)
-    text = markdown(report)
-    print(text)
-    if args.markdown:
-        args.markdown.write_text(text)
-    if args.json:
-        args.json.write_text(json.dumps(report, indent=2))
+    _machine.write_report(report, markdown(report), markdown=args.markdown, json_path=args.json)
     return 0
 
 

@@ -32,7 +32,6 @@ from pathlib import Path
 from typing import Any
 
 import _machine  # bench/_machine.py, next to this script
-import httpx
 import yaml
 
 REPO = Path(__file__).resolve().parents[1]
@@ -124,14 +123,6 @@ def peak_rss_mib(pid: int) -> float:
     raise RuntimeError("no VmHWM in /proc status")
 
 
-def reconciles(operator: OperatorProcess) -> float:
-    text = httpx.get(operator.metrics_url, timeout=5.0).text
-    prefix = "llm_infra_operator_reconciles_total{"
-    return sum(
-        float(line.rsplit(" ", 1)[1]) for line in text.splitlines() if line.startswith(prefix)
-    )
-
-
 def run(args: argparse.Namespace) -> dict[str, Any]:
     count = 20 if args.quick else args.resources
     with tempfile.TemporaryDirectory(prefix="operator-bench-") as tmp:
@@ -177,7 +168,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
                         break
                     time.sleep(0.25)
                 elapsed = time.perf_counter() - started
-                done = reconciles(operator)
+                done = operator.metric("llm_infra_operator_reconciles_total{")
                 peak = peak_rss_mib(operator.pid)
     _log(f"{ready}/{count} Ready after {elapsed:.1f} s")
     return {
@@ -227,12 +218,7 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
 def main(argv: Sequence[str] | None = None) -> int:
     args = parse_args(argv)
     report = run(args)
-    text = markdown(report)
-    print(text)
-    if args.markdown:
-        args.markdown.write_text(text)
-    if args.json:
-        args.json.write_text(json.dumps(report, indent=2))
+    _machine.write_report(report, markdown(report), markdown=args.markdown, json_path=args.json)
     return 0 if report["all_ready_s"] is not None else 1
 
 

@@ -38,7 +38,6 @@ import asyncio
 import contextlib
 import datetime as dt
 import hashlib
-import json
 import math
 import socket
 import statistics
@@ -610,12 +609,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     """Run the benchmark and write its report."""
     args = parse_args(argv)
     report = run(params_for(args.quick))
-    text: str = report["markdown"]
-    sys.stdout.write(text)
-    if args.markdown:
-        args.markdown.write_text(text)
-    if args.json:
-        args.json.write_text(json.dumps(report, indent=2, ensure_ascii=False) + "\n")
+    _machine.write_report(report, report["markdown"], markdown=args.markdown, json_path=args.json)
     return 0
 
 

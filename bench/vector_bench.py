@@ -34,7 +34,6 @@ import argparse
 import asyncio
 import contextlib
 import datetime as dt
-import json
 import statistics
 import sys
 import tempfile
@@ -720,12 +719,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     """Run the benchmark and write its report."""
     args = parse_args(argv)
     report = run(args)
-    text: str = report["markdown"]
-    sys.stdout.write(text)
-    if args.markdown:
-        args.markdown.write_text(text)
-    if args.json:
-        args.json.write_text(json.dumps(report, indent=2) + "\n")
+    _machine.write_report(report, report["markdown"], markdown=args.markdown, json_path=args.json)
     return 0
 
 
