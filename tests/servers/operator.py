@@ -108,6 +108,12 @@ class OperatorProcess(ManagedServer):
             os.killpg(self._process.pid, signal.SIGKILL)
         self._process.stop(timeout=5)
 
+    def metric(self, prefix: str) -> float:
+        """The sum of the operator's Prometheus samples whose line starts with `prefix`."""
+        text = httpx.get(self.metrics_url, timeout=5.0).text
+        lines = [line for line in text.splitlines() if line.startswith(prefix)]
+        return sum(float(line.rsplit(" ", 1)[1]) for line in lines)
+
     @property
     def pid(self) -> int | None:
         return self._process.pid

@@ -8,7 +8,6 @@ from __future__ import annotations
 
 from typing import Any
 
-import httpx
 import pytest
 
 from tests.integration.operator.support import apply, events, wait_condition, wait_for
@@ -54,11 +53,4 @@ def test_unreachable_nats_is_reported_and_retried(
     assert any(e["reason"] == "StreamUnreachable" for e in warnings)
     # Retried with backoff (at most 3 s apart here), not left until the next edit.
     retried = 'llm_infra_operator_reconciles_total{kind="AuditSink",result="retry"}'
-    wait_for("a second retry", lambda: _metric(operator, retried) >= 2)
-
-
-def _metric(operator: OperatorProcess, prefix: str) -> float:
-    text = httpx.get(operator.metrics_url, timeout=2.0).text
-    return sum(
-        float(line.rsplit(" ", 1)[1]) for line in text.splitlines() if line.startswith(prefix)
-    )
+    wait_for("a second retry", lambda: operator.metric(retried) >= 2)

@@ -228,11 +228,7 @@ def _peers(kube: KubeServer, namespace: str) -> dict[str, Any]:
 
 
 def _reconciles(operator: OperatorProcess, kind: str) -> float:
-    text = httpx.get(operator.metrics_url, timeout=5.0).text
-    prefix = f'llm_infra_operator_reconciles_total{{kind="{kind}"'
-    return sum(
-        float(line.rsplit(" ", 1)[1]) for line in text.splitlines() if line.startswith(prefix)
-    )
+    return operator.metric(f'llm_infra_operator_reconciles_total{{kind="{kind}"')
 
 
 def test_drift_is_repaired_by_the_resync_loop(

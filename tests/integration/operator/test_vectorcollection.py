@@ -209,7 +209,7 @@ def test_force_reconcile_annotation(
 ) -> None:
     apply(kube, op_namespace, collection("poked"))
     before = wait_condition(kube, op_namespace, "vc", "poked")
-    reconciles = _metric(operator, 'llm_infra_operator_reconciles_total{kind="VectorCollection"')
+    reconciles = operator.metric('llm_infra_operator_reconciles_total{kind="VectorCollection"')
     stamp = datetime.datetime.now(datetime.UTC).isoformat()
     kube.kubectl(
         "annotate", "-n", op_namespace, "vc", "poked",
@@ -218,34 +218,10 @@ def test_force_reconcile_annotation(
     wait_for(
         "a reconcile after the annotation",
         lambda: (
-            _metric(operator, 'llm_infra_operator_reconciles_total{kind="VectorCollection"')
+            operator.metric('llm_infra_operator_reconciles_total{kind="VectorCollection"')
             > reconciles
         ),
     )
     after = get(kube, op_namespace, "vc", "poked")
     assert after is not None
     assert after["status"]["observedGeneration"] == before["metadata"]["generation"]
-
-
-def _metric(operator: OperatorProcess, prefix: str) -> float:
-    import httpx
-
-    text = httpx.get(operator.metrics_url, timeout=2.0).text
-    return sum(
-        float(line.rsplit(" ", 1)[1]) for line in text.splitlines() if line.startswith(prefix)
-    )
-
-
-def test_qdrant_example_is_ready_for_kubectl_wait(kube: KubeServer, op_namespace: str) -> None:
-    # The example names a Qdrant server and its API key Secret; the operator of these
-    # tests stands qdrant-client's local mode in for every Qdrant server.
-    kube.kubectl(
-        "create", "secret", "generic", "qdrant-api-key", "-n", op_namespace,
-        "--from-literal=api-key=example-key-0000",
-    )  # fmt: skip
-    kube.kubectl("apply", "-n", op_namespace, "-f", str(EXAMPLES / "vectorcollection-rag.yaml"))
-    kube.kubectl(
-        "wait", "-n", op_namespace, "--for=condition=Ready", "--timeout=30s", "vc/support-docs"
-    )
-    status = get(kube, op_namespace, "vc", "support-docs")["status"]  # type: ignore[index]
-    assert (status["backend"], status["search"]["hnswEf"]) == ("qdrant", 128)
