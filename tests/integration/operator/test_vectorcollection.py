@@ -225,3 +225,18 @@ def test_force_reconcile_annotation(
     after = get(kube, op_namespace, "vc", "poked")
     assert after is not None
     assert after["status"]["observedGeneration"] == before["metadata"]["generation"]
+
+
+def test_qdrant_example_is_ready_for_kubectl_wait(kube: KubeServer, op_namespace: str) -> None:
+    # The example names a Qdrant server and its API key Secret; the operator of these
+    # tests stands qdrant-client's local mode in for every Qdrant server.
+    kube.kubectl(
+        "create", "secret", "generic", "qdrant-api-key", "-n", op_namespace,
+        "--from-literal=api-key=example-key-0000",
+    )  # fmt: skip
+    kube.kubectl("apply", "-n", op_namespace, "-f", str(EXAMPLES / "vectorcollection-rag.yaml"))
+    kube.kubectl(
+        "wait", "-n", op_namespace, "--for=condition=Ready", "--timeout=30s", "vc/support-docs"
+    )
+    status = get(kube, op_namespace, "vc", "support-docs")["status"]  # type: ignore[index]
+    assert (status["backend"], status["search"]["hnswEf"]) == ("qdrant", 128)
