@@ -67,13 +67,15 @@ class Context:
         return (await self.nats()).jetstream()
 
     def control_plane(self) -> ControlPlaneClient:
-        from llm_infra.client import ControlPlaneClient
+        from llm_infra.client import NO_RETRY, ControlPlaneClient
 
         if self._control_plane is None:
             token = self.settings.control_plane_token
+            # One attempt per call: a failed reconcile is retried by the engine's own backoff.
             self._control_plane = ControlPlaneClient(
                 self.settings.control_plane_url,
                 token=token.get_secret_value() if token else None,
+                retry=NO_RETRY,
             )
         return self._control_plane
 

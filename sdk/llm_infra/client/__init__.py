@@ -37,6 +37,7 @@ from llm_infra.client._config import (
     ServedConfigSource,
     watch_settings,
 )
+from llm_infra.client._transport import DEFAULT_RETRY, NO_RETRY
 from llm_infra.client._vectors import (
     MAX_K,
     MAX_SEARCHES,
@@ -66,9 +67,11 @@ from llm_infra.client._vectors import (
 
 __all__ = [
     "CONFIG_EVENT",
+    "DEFAULT_RETRY",
     "MAX_K",
     "MAX_SEARCHES",
     "MAX_UPSERT_POINTS",
+    "NO_RETRY",
     "AppendAuditEventsRequest",
     "AppendAuditEventsResponse",
     "AppendedRecord",

@@ -10,20 +10,16 @@ dumps it, since its ``hash`` covers exactly those keys.
 from __future__ import annotations
 
 import datetime as dt
-import time
 from collections.abc import AsyncIterator, Mapping, Sequence
-from typing import TYPE_CHECKING, Any
+from typing import Any
 from urllib.parse import quote
 
-import stamina
 from pydantic import BaseModel, ConfigDict, Field
 from pydantic.alias_generators import to_camel
 
-from llm_infra import errors, http
+from llm_infra import http
 from llm_infra.audit import AuditEvent, AuditRecord
-
-if TYPE_CHECKING:
-    import httpx
+from llm_infra.client._transport import Sender
 
 APPEND_RETRY = http.RetryPolicy(attempts=20, wait_initial=0.2, wait_max=5.0, total_timeout=60.0)
 """How long `append_audit_events` retries while the control plane or its NATS is unavailable."""
@@ -110,12 +106,8 @@ class AuditStatus(_Wire):
     sinks: list[SinkDelivery] = Field(default_factory=list)
 
 
-class AuditClientMixin:
-    """The audit methods of `ControlPlaneClient` (which provides `_send`)."""
-
-    if TYPE_CHECKING:
-
-        async def _send(self, method: str, path: str, **options: Any) -> httpx.Response: ...
+class AuditClientMixin(Sender):
+    """The audit methods of `ControlPlaneClient`."""
 
     async def append_audit_events(
         self,
@@ -137,24 +129,9 @@ class AuditClientMixin:
                 e if isinstance(e, AuditEvent) else AuditEvent.model_validate(e) for e in events
             ]
         ).model_dump(mode="json", by_alias=True)
-        start = time.monotonic()
-
-        def backoff(exc: Exception) -> bool | float:
-            server_wait = exc.retry_after() if isinstance(exc, errors.InfraError) else None
-            return retry.wait_for(exc, server_wait=server_wait, elapsed=time.monotonic() - start)
-
-        async for attempt in stamina.retry_context(
-            on=backoff,
-            attempts=retry.attempts,
-            timeout=retry.total_timeout,
-            wait_initial=retry.wait_initial,
-            wait_max=retry.wait_max,
-            wait_jitter=retry.jitter,
-        ):
-            with attempt:
-                response = await self._send("POST", _path(namespace, name, "events"), json=body)
-                return AppendAuditEventsResponse.model_validate_json(response.content)
-        raise errors.UnexpectedError("retry loop ended without an outcome")  # stamina re-raises
+        path = _path(namespace, name, "events")
+        response = await self._send("POST", path, json=body, retry=retry)
+        return AppendAuditEventsResponse.model_validate_json(response.content)
 
     async def query_audit_events(
         self,

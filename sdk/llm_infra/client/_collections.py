@@ -8,18 +8,18 @@ routes validate and answer with them), in the CRD's camelCase.
 
 from __future__ import annotations
 
-from typing import Annotated, Any, Literal, Self
+from typing import Annotated, Literal, Self
 from urllib.parse import quote
 
 import httpx
 from pydantic import BaseModel, ConfigDict, Field
 from pydantic.alias_generators import to_camel
 
-from llm_infra import errors
+from llm_infra import errors, http
 from llm_infra.api.v1alpha1.vectorcollection import VectorCollectionSpec
 from llm_infra.client._audit import AuditClientMixin
 from llm_infra.client._config import ConfigClientMixin
-from llm_infra.client._problems import raise_for_problem
+from llm_infra.client._transport import DEFAULT_RETRY
 from llm_infra.client._vectors import VectorClientMixin
 
 CollectionName = Annotated[str, Field(pattern=r"^[a-zA-Z0-9_-]+$", min_length=1, max_length=255)]
@@ -88,8 +88,10 @@ class ControlPlaneClient(AuditClientMixin, ConfigClientMixin, VectorClientMixin)
     A problem document (RFC 9457) is raised as the error it describes
     (`errors.from_problem`): CollectionConfigMismatch, ValidationError naming
     the field, CollectionNotFound, ... Transport failures raise the mapped
-    httpx error (HttpConnectError, HttpTimeout: retryable). `transport`
-    replaces the network (tests: httpx.ASGITransport).
+    httpx error (HttpConnectError, HttpTimeout: retryable). Retryable
+    failures (a restart, a 503 while NATS reconnects) are retried within
+    `retry` (`NO_RETRY` for callers with their own backoff); every route is
+    safe to repeat. `transport` replaces the network (tests: httpx.ASGITransport).
     """
 
     def __init__(
@@ -98,10 +100,12 @@ class ControlPlaneClient(AuditClientMixin, ConfigClientMixin, VectorClientMixin)
         *,
         token: str | None = None,
         timeout: float = 30.0,
+        retry: http.RetryPolicy = DEFAULT_RETRY,
         transport: httpx.AsyncBaseTransport | None = None,
     ) -> None:
         headers = {"Authorization": f"Bearer {token}"} if token else None
         self.base_url = base_url
+        self._retry = retry
         self._http = httpx.AsyncClient(
             base_url=base_url, headers=headers, timeout=timeout, transport=transport
         )
@@ -159,14 +163,6 @@ class ControlPlaneClient(AuditClientMixin, ConfigClientMixin, VectorClientMixin)
             "DELETE", _collection_path(namespace, name), params=_query(collection_name)
         )
         return DropResult.model_validate_json(response.content).dropped
-
-    # -- internals -----------------------------------------------------------------------------
-
-    async def _send(self, method: str, path: str, **options: Any) -> httpx.Response:
-        with errors.translate(errors.from_httpx):
-            response = await self._http.request(method, path, **options)
-        raise_for_problem(response)
-        return response
 
 
 def _collection_path(namespace: str, name: str) -> str:

@@ -28,7 +28,7 @@ from pydantic.alias_generators import to_camel
 from pydantic_settings import BaseSettings
 
 from llm_infra import config, errors, jsondoc
-from llm_infra.client._problems import raise_for_problem
+from llm_infra.client._transport import DEFAULT_RETRY, Sender, raise_for_problem
 
 _log = logging.getLogger(__name__)
 
@@ -77,16 +77,12 @@ class ConfigList(_Wire):
     items: list[ConfigSummary] = Field(default_factory=list)
 
 
-class ConfigClientMixin:
-    """The config methods of `ControlPlaneClient` (which supplies `_http`, its httpx client)."""
-
-    _http: httpx.AsyncClient
+class ConfigClientMixin(Sender):
+    """The config methods of `ControlPlaneClient`."""
 
     async def list_configs(self, namespace: str) -> list[ConfigSummary]:
         """The configs served in `namespace`, with their current versions."""
-        with errors.translate(errors.from_httpx):
-            response = await self._http.get(_configs_path(namespace))
-        raise_for_problem(response)
+        response = await self._send("GET", _configs_path(namespace))
         return ConfigList.model_validate_json(response.content).items
 
     async def get_config(
@@ -98,11 +94,9 @@ class ConfigClientMixin:
         errors.NotFound when no ConfigSource of that name is served.
         """
         headers = {} if etag is None else {"If-None-Match": _quoted(etag)}
-        with errors.translate(errors.from_httpx):
-            response = await self._http.get(_config_path(namespace, name), headers=headers)
+        response = await self._send("GET", _config_path(namespace, name), headers=headers)
         if response.status_code == httpx.codes.NOT_MODIFIED:
             return None
-        raise_for_problem(response)
         return ConfigVersion.model_validate_json(response.content)
 
     async def watch_config(
@@ -177,6 +171,7 @@ class _ConfigClient(ConfigClientMixin):
 
     def __init__(self, http: httpx.AsyncClient) -> None:
         self._http = http
+        self._retry = DEFAULT_RETRY
 
 
 # -- llm_infra.config integration --------------------------------------------------------------

@@ -13,7 +13,7 @@ calls as `llm_infra.VectorStore`, answering the SDK's own `Hit`,
 from __future__ import annotations
 
 from collections.abc import Iterable, Sequence
-from typing import TYPE_CHECKING, Annotated, Any, Literal, Self
+from typing import Annotated, Any, Literal, Self
 from urllib.parse import quote
 
 import numpy as np
@@ -33,10 +33,8 @@ from pydantic import (
 from pydantic.alias_generators import to_camel
 
 from llm_infra import errors, vector
+from llm_infra.client._transport import Sender
 from llm_infra.vector import F, MetadataFilter
-
-if TYPE_CHECKING:
-    import httpx
 
 MAX_UPSERT_POINTS = 1000
 """Points per upsert request; split bigger loads (`upsert_points` does)."""
@@ -339,7 +337,7 @@ class CollectionStatsResult(_Answer):
 # -- client --------------------------------------------------------------------------------------
 
 
-class VectorClientMixin:
+class VectorClientMixin(Sender):
     """The vector data calls of `ControlPlaneClient`, shaped like `llm_infra.VectorStore`.
 
     Collections are named by their VectorCollection (`namespace`, `name`); the
@@ -348,10 +346,6 @@ class VectorClientMixin:
     naming the field. Bodies are encoded and decoded with orjson, and hits are
     built as `Hit` tuples without a model in between: searches are the hot path.
     """
-
-    if TYPE_CHECKING:
-
-        async def _send(self, method: str, path: str, **options: Any) -> httpx.Response: ...
 
     async def upsert_points(
         self, namespace: str, name: str, points: Iterable[vector.Point | PointData]

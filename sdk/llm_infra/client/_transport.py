@@ -1,0 +1,78 @@
+"""One request to the control plane: retried while retryable, error answers raised as errors."""
+
+from __future__ import annotations
+
+import time
+from typing import Any
+
+import httpx
+import stamina
+
+from llm_infra import errors, http
+
+PROBLEM_JSON = "application/problem+json"
+
+DEFAULT_RETRY = http.RetryPolicy(attempts=5, wait_initial=0.2, wait_max=2.0, total_timeout=10.0)
+"""How `ControlPlaneClient` retries by default: a restart or a NATS reconnect, not an outage."""
+
+NO_RETRY = http.RetryPolicy(attempts=1)
+"""One attempt: for callers that run their own backoff (the operator's reconcile loop)."""
+
+
+async def send(
+    client: httpx.AsyncClient, method: str, path: str, *, retry: http.RetryPolicy, **options: Any
+) -> httpx.Response:
+    """Send one request, retrying retryable failures within `retry`; raise error answers.
+
+    Retryable: the control plane unreachable or timing out, and 5xx/429 answers
+    (503 while NATS reconnects), after their Retry-After when they give one.
+    Every route of the API is safe to repeat (writes carry their ids), so any
+    method is retried. A 304 is returned as it is: the caller asked for it.
+    """
+    start = time.monotonic()
+
+    def backoff(exc: Exception) -> bool | float:
+        server_wait = exc.retry_after() if isinstance(exc, errors.InfraError) else None
+        return retry.wait_for(exc, server_wait=server_wait, elapsed=time.monotonic() - start)
+
+    async for attempt in stamina.retry_context(
+        on=backoff,
+        attempts=retry.attempts,
+        timeout=retry.total_timeout,
+        wait_initial=retry.wait_initial,
+        wait_max=retry.wait_max,
+        wait_jitter=retry.jitter,
+    ):
+        with attempt:
+            with errors.translate(errors.from_httpx):
+                response = await client.request(method, path, **options)
+            raise_for_problem(response)
+            return response
+    raise errors.UnexpectedError("retry loop ended without an outcome")  # stamina re-raises
+
+
+class Sender:
+    """What the client mixins share: the httpx client and the retry policy its calls use."""
+
+    _http: httpx.AsyncClient
+    _retry: http.RetryPolicy
+
+    async def _send(
+        self, method: str, path: str, *, retry: http.RetryPolicy | None = None, **options: Any
+    ) -> httpx.Response:
+        return await send(self._http, method, path, retry=retry or self._retry, **options)
+
+
+def raise_for_problem(response: httpx.Response) -> None:
+    """Raise the error a 4xx/5xx answer describes: its problem document, else its status."""
+    if response.status_code < 400:
+        return
+    if response.headers.get("content-type", "").startswith(PROBLEM_JSON):
+        with errors.translate():
+            document = response.json()
+        raise errors.from_problem(document)
+    # Not one of ours (a proxy's error page, say): the status is all there is to go on.
+    status = httpx.HTTPStatusError(
+        response.reason_phrase, request=response.request, response=response
+    )
+    raise errors.from_httpx(status) from None
