@@ -2,6 +2,10 @@
 
 Routes never reach into `app.state` themselves; they declare `settings: SettingsDep`
 or `registry: CollectionsDep` and get what `main.lifespan` put there.
+
+Every dependency is `async def`, though none awaits: FastAPI runs a plain `def`
+dependency in its thread pool, a thread hand-off on every request that showed
+as the control plane's tail latency.
 """
 
 from __future__ import annotations
@@ -17,27 +21,27 @@ from llm_infra_controlplane.config_store import ConfigStore
 from llm_infra_controlplane.settings import Settings
 
 
-def get_settings(request: Request) -> Settings:
+async def get_settings(request: Request) -> Settings:
     settings: Settings = request.app.state.settings
     return settings
 
 
-def get_collections(request: Request) -> CollectionRegistry:
+async def get_collections(request: Request) -> CollectionRegistry:
     registry: CollectionRegistry = request.app.state.collections
     return registry
 
 
-def get_configs(request: Request) -> ConfigStore:
+async def get_configs(request: Request) -> ConfigStore:
     store: ConfigStore = request.app.state.configs
     return store
 
 
-def get_audit(request: Request) -> AuditService:
+async def get_audit(request: Request) -> AuditService:
     service: AuditService = request.app.state.audit
     return service
 
 
-def get_principal(request: Request) -> auth.Identity:
+async def get_principal(request: Request) -> auth.Identity:
     """The caller `security.require` authenticated and authorized for this request."""
     principal: auth.Identity | None = getattr(request.state, "principal", None)
     if principal is None:
