@@ -19,7 +19,7 @@ from llm_infra import errors, http
 from llm_infra.api.v1alpha1.vectorcollection import VectorCollectionSpec
 from llm_infra.client._audit import AuditClientMixin
 from llm_infra.client._config import ConfigClientMixin
-from llm_infra.client._transport import DEFAULT_RETRY
+from llm_infra.client._transport import DEFAULT_RETRY, pooled_transport
 from llm_infra.client._vectors import VectorClientMixin
 
 CollectionName = Annotated[str, Field(pattern=r"^[a-zA-Z0-9_-]+$", min_length=1, max_length=255)]
@@ -91,7 +91,8 @@ class ControlPlaneClient(AuditClientMixin, ConfigClientMixin, VectorClientMixin)
     httpx error (HttpConnectError, HttpTimeout: retryable). Retryable
     failures (a restart, a 503 while NATS reconnects) are retried within
     `retry` (`NO_RETRY` for callers with their own backoff); every route is
-    safe to repeat. `transport` replaces the network (tests: httpx.ASGITransport).
+    safe to repeat. Requests go through aiohttp's connection pool
+    (`pooled_transport`); `transport` replaces it (tests: httpx.ASGITransport).
     """
 
     def __init__(
@@ -107,7 +108,10 @@ class ControlPlaneClient(AuditClientMixin, ConfigClientMixin, VectorClientMixin)
         self.base_url = base_url
         self._retry = retry
         self._http = httpx.AsyncClient(
-            base_url=base_url, headers=headers, timeout=timeout, transport=transport
+            base_url=base_url,
+            headers=headers,
+            timeout=timeout,
+            transport=transport or pooled_transport(),
         )
 
     def __repr__(self) -> str:

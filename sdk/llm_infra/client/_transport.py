@@ -7,6 +7,7 @@ from typing import Any
 
 import httpx
 import stamina
+from httpx_aiohttp import AiohttpTransport
 
 from llm_infra import errors, http
 
@@ -17,6 +18,16 @@ DEFAULT_RETRY = http.RetryPolicy(attempts=5, wait_initial=0.2, wait_max=2.0, tot
 
 NO_RETRY = http.RetryPolicy(attempts=1)
 """One attempt: for callers that run their own backoff (the operator's reconcile loop)."""
+
+
+def pooled_transport() -> httpx.AsyncBaseTransport:
+    """httpx's API over aiohttp's connection pool: the client's default transport.
+
+    Measured against a local control plane: 1.0 ms per sequential request
+    instead of 2.5 ms with httpx's own pool, and 2.5x the requests/s with 16
+    in flight. HTTP/1.1 only; the control plane serves nothing else.
+    """
+    return AiohttpTransport()
 
 
 async def send(
