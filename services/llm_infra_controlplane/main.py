@@ -73,10 +73,26 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.add_middleware(metrics.RedMetrics)
     app.include_router(health.router)
     app.include_router(metrics.router)
+    # Each /v1 router declares the problem statuses it can answer (409: a locked shard or a
+    # spec that conflicts; 502-504: Qdrant or NATS failing).
     app.include_router(
-        collections.router, dependencies=[security.require("collections", writes="admin")]
+        collections.router,
+        dependencies=[security.require("collections", writes="admin")],
+        responses=problems.responses(*problems.API_ERRORS, 409),
     )
-    app.include_router(vectors.router, dependencies=[security.require("collections")])
-    app.include_router(configs.router, dependencies=[security.require("configs")])
-    app.include_router(audit.router, dependencies=[security.require("auditsinks")])
+    app.include_router(
+        vectors.router,
+        dependencies=[security.require("collections")],
+        responses=problems.responses(*problems.API_ERRORS, 409, 502, 503, 504),
+    )
+    app.include_router(
+        configs.router,
+        dependencies=[security.require("configs")],
+        responses=problems.responses(*problems.API_ERRORS),
+    )
+    app.include_router(
+        audit.router,
+        dependencies=[security.require("auditsinks")],
+        responses=problems.responses(*problems.API_ERRORS, 502, 503, 504),
+    )
     return app

@@ -1,4 +1,8 @@
-"""schemathesis against the control plane's OpenAPI document: generated requests, no 5xx.
+"""schemathesis against the control plane's OpenAPI document: no 5xx, every answer as declared.
+
+Each response must be a non-5xx whose status, content type, required headers
+(Retry-After, WWW-Authenticate) and body the document declares for its
+operation: errors as problem documents (application/problem+json).
 
 The app (`create_app`, auth off) runs under uvicorn on a free loopback port for
 the whole module, on the real NATS, with its embedded collections in a temp
@@ -52,6 +56,15 @@ NOT_PINNED = {
     "PUT /v1/namespaces/{namespace}/collections/{name}",
     "DELETE /v1/namespaces/{namespace}/collections/{name}",
 }
+
+# No 5xx, and each answer as the document declares it: status, media type, headers, body.
+CHECKS = [
+    checks.not_a_server_error,
+    checks.status_code_conformance,
+    checks.content_type_conformance,
+    checks.response_headers_conformance,
+    checks.response_schema_conformance,
+]
 
 # The operation of every generated case sent (the pinned resends are not counted).
 sent: list[str] = []
@@ -144,12 +157,12 @@ def _pinned(case: schemathesis.Case[Any]) -> dict[str, str] | None:
 
 
 @schema.parametrize()
-def test_no_server_errors(case: schemathesis.Case[Any], base_url: str) -> None:
+def test_answers_conform(case: schemathesis.Case[Any], base_url: str) -> None:
     sent.append(case.operation.label)
-    case.call_and_validate(base_url, checks=[checks.not_a_server_error])
+    case.call_and_validate(base_url, checks=CHECKS)
     if (pinned := _pinned(case)) is not None:
         case.path_parameters = pinned
-        case.call_and_validate(base_url, checks=[checks.not_a_server_error])
+        case.call_and_validate(base_url, checks=CHECKS)
 
 
 def test_enough_cases_were_sent() -> None:

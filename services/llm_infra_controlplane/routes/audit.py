@@ -21,6 +21,7 @@ from llm_infra.client import (
     AuditStatus,
     AuditVerification,
 )
+from llm_infra_controlplane import problems
 from llm_infra_controlplane.deps import AuditDep
 
 # Authentication plugs in here, as a router dependency, with the rest of the /v1 API.
@@ -36,6 +37,8 @@ Name = Annotated[str, Path(pattern=r"^[a-z0-9]([-a-z0-9.]*[a-z0-9])?$", max_leng
     response_model=AppendAuditEventsResponse,
     response_model_by_alias=True,
     summary="Append a batch of audit events (acknowledged once stored in JetStream)",
+    # Beyond the router's statuses: an event id stored long ago (give new events new ids).
+    responses=problems.responses(409),
 )
 async def append_events(
     namespace: Namespace, name: Name, body: AppendAuditEventsRequest, service: AuditDep
