@@ -1,4 +1,4 @@
-"""The registry of embedded collections: the control plane's open EdgeStores, one per collection.
+"""The registry of the collections the control plane serves: embedded ones, and Qdrant-backed ones.
 
 The control plane is the one owner of the qdrant-edge directories under
 `<data_dir>/collections/<collectionName>/` (ARCHITECTURE.md, "Who owns what").
@@ -12,19 +12,38 @@ It also remembers which collection serves a VectorCollection (`namespace/name`
 → the collectionName of its last ensure, default `<namespace>-<name>`), in
 `<root>/.names.json`, so the vector data API (`routes/vectors.py`) finds a
 renamed collection after a restart too.
+
+VectorCollections with `backend.qdrant` live on a Qdrant server that the
+operator ensures them on; the control plane only proxies their point and
+search calls (`serve_qdrant` / `forget_qdrant`, fed by whoever watches the
+VectorCollections). Their stores are `QdrantStore`s over one qdrant-client per
+(url, api key), shared by the collections on that server and closed when none
+uses it. Registering touches no network: an unreachable server is a
+VectorUnavailable (503, retryable) on the call that needs it. With
+`qdrant_location` set, qdrant-client's local mode (":memory:" or a directory)
+stands in for every Qdrant server, as the operator's setting of the same name
+does (development and CI, where no server runs).
 """
 
 from __future__ import annotations
 
 import asyncio
+import hashlib
 import logging
 import re
+from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from llm_infra import errors, jsondoc, vector
 from llm_infra.api.v1alpha1.vectorcollection import VectorCollectionSpec
 from llm_infra.client import CollectionConfigSummary, CollectionInfo
-from llm_infra.vector import CollectionPlan, EdgeStore, IndexPolicy
+from llm_infra.vector import CollectionConfig, CollectionPlan, EdgeStore, IndexPolicy, VectorStore
+
+if TYPE_CHECKING:
+    from qdrant_client import AsyncQdrantClient
+
+    from llm_infra.vector import QdrantStore
 
 _logger = logging.getLogger(__name__)
 # The API validates names too (client.CollectionName); checked again here because
@@ -34,25 +53,59 @@ _COLLECTION_NAME = re.compile(r"[a-zA-Z0-9_-]{1,255}")
 NAMES_FILE = ".names.json"
 
 
-class CollectionRegistry:
-    """The open embedded collections under `root`, keyed by collection name."""
+@dataclass(frozen=True)
+class _Server:
+    """Which qdrant-client a Qdrant-backed collection goes through: one per url and API key.
 
-    def __init__(self, root: Path, *, policy: IndexPolicy | None = None) -> None:
+    The key is kept as a digest only, so no repr or log of this can show it.
+    """
+
+    location: str
+    key_digest: str | None = None
+
+
+@dataclass(frozen=True)
+class _Served:
+    """A VectorCollection served by a Qdrant server: what it was registered with, and its store."""
+
+    server: _Server
+    store: QdrantStore
+
+
+class CollectionRegistry:
+    """The open embedded collections under `root`, and the Qdrant-backed ones being served."""
+
+    def __init__(
+        self,
+        root: Path,
+        *,
+        policy: IndexPolicy | None = None,
+        qdrant_location: str | None = None,
+    ) -> None:
         self.root = root
+        self.qdrant_location = qdrant_location
+        """qdrant-client's local mode (":memory:" or a directory) for every Qdrant backend."""
         self._policy = policy
         self._stores: dict[str, EdgeStore] = {}
         self._locks: dict[str, asyncio.Lock] = {}
         self._names: dict[str, str] = _read_names(root / NAMES_FILE)
+        self._served: dict[str, _Served] = {}  # by "namespace/name"
+        self._clients: dict[_Server, AsyncQdrantClient] = {}
+        self._qdrant_lock = asyncio.Lock()
 
     def collection_name(self, namespace: str, name: str) -> str:
         """The collection serving `namespace/name`: the one of its last ensure, or the default."""
         return self._names.get(_key(namespace, name), f"{namespace}-{name}")
 
-    async def store_of(self, namespace: str, name: str) -> EdgeStore:
-        """The open store serving VectorCollection `namespace/name` (the data API's lookup).
+    async def store_of(self, namespace: str, name: str) -> VectorStore:
+        """The store serving VectorCollection `namespace/name` (the data API's lookup).
 
-        CollectionNotFound (404) names the VectorCollection and how to create it.
+        Its Qdrant server's collection when `serve_qdrant` registered one, else
+        its embedded collection. CollectionNotFound (404) names the
+        VectorCollection and how to create it.
         """
+        if (served := self._served.get(_key(namespace, name))) is not None:
+            return served.store
         collection_name = self.collection_name(namespace, name)
         # Hot path (every search): an open store needs no lock. Ensure and drop
         # remove a store from the map before they change it, so a store found
@@ -130,11 +183,109 @@ class CollectionRegistry:
             _logger.info("collection %s dropped", collection_name)
         return dropped
 
+    async def serve_qdrant(
+        self, namespace: str, name: str, spec: VectorCollectionSpec, api_key: str | None
+    ) -> None:
+        """Serve VectorCollection `namespace/name` from the Qdrant server its spec names.
+
+        The collection is `spec.collectionName`, else `<namespace>-<name>`; the
+        operator ensures it there, this only routes data calls to it. Idempotent;
+        a changed url or API key moves the collection to another client (the
+        old one is closed once no collection uses it).
+        """
+        if spec.backend is None or spec.backend.qdrant is None:
+            raise errors.ValidationError(
+                f"VectorCollection {namespace}/{name} has no spec.backend.qdrant: only"
+                " Qdrant-backed collections are served this way (embedded ones are ensured"
+                " through the collection admin API)",
+                field="spec.backend.qdrant",
+            )
+        server = self._server(spec.backend.qdrant.url, api_key)
+        collection_name = spec.collection_name or f"{namespace}-{name}"
+        config = CollectionConfig.from_spec(spec)
+        key = _key(namespace, name)
+        async with self._qdrant_lock:
+            before = self._served.get(key)
+            if (
+                before is not None
+                and before.server == server
+                and before.store.name == collection_name
+                and before.store.config == config
+            ):
+                return
+            client = self._client(server, spec.backend.qdrant.url, api_key)
+            # Built, not connected: `QdrantStore.connect` would create or change the
+            # collection (the operator's job) and needs the server up right now.
+            store = vector.QdrantStore(collection_name, config, client, owns_client=False)
+            self._served[key] = _Served(server, store)
+            if before is not None:
+                await self._release(before.server)
+        _logger.info(
+            "vc %s/%s: serving Qdrant collection %s%s",
+            namespace,
+            name,
+            collection_name,
+            " (local mode)" if self.qdrant_location else "",
+        )
+
+    async def forget_qdrant(self, namespace: str, name: str) -> None:
+        """Stop serving VectorCollection `namespace/name` from Qdrant; its calls then answer 404.
+
+        The collection and its points stay on the server (the operator's
+        deletionPolicy decides about them). Idempotent.
+        """
+        async with self._qdrant_lock:
+            served = self._served.pop(_key(namespace, name), None)
+            if served is not None:
+                await self._release(served.server)
+        if served is not None:
+            _logger.info("vc %s/%s: no longer served from Qdrant", namespace, name)
+
     async def close(self) -> None:
-        """Flush and close every open store (lifespan shutdown)."""
+        """Flush and close every open store, and every Qdrant client (lifespan shutdown)."""
         for collection_name in list(self._stores):
             async with self._lock(collection_name):
                 await self._close(collection_name)
+        async with self._qdrant_lock:
+            self._served.clear()
+            clients = list(self._clients.values())
+            self._clients.clear()
+            for client in clients:
+                with errors.translate(errors.from_qdrant):
+                    await client.close()
+
+    def _server(self, url: str, api_key: str | None) -> _Server:
+        if self.qdrant_location:  # one local-mode client stands in for every server
+            return _Server(self.qdrant_location)
+        digest = hashlib.sha256(api_key.encode()).hexdigest() if api_key else None
+        return _Server(url, digest)
+
+    def _client(self, server: _Server, url: str, api_key: str | None) -> AsyncQdrantClient:
+        if (client := self._clients.get(server)) is not None:
+            return client
+        # Imported here: only Qdrant-backed collections need the network client.
+        from qdrant_client import AsyncQdrantClient
+
+        location = self.qdrant_location
+        with errors.translate(errors.from_qdrant):
+            if location == ":memory:":
+                client = AsyncQdrantClient(location=location)
+            elif location:
+                client = AsyncQdrantClient(path=location)
+            else:
+                # No version probe: it would call the server now; the first data call
+                # reports an unreachable server as VectorUnavailable instead.
+                client = AsyncQdrantClient(url=url, api_key=api_key, check_compatibility=False)
+        self._clients[server] = client
+        return client
+
+    async def _release(self, server: _Server) -> None:
+        """Close the client of `server` if no served collection uses it any more."""
+        if any(served.server == server for served in self._served.values()):
+            return
+        if (client := self._clients.pop(server, None)) is not None:
+            with errors.translate(errors.from_qdrant):
+                await client.close()
 
     def _open(self, collection_name: str) -> EdgeStore:
         if (store := self._stores.get(collection_name)) is not None:

@@ -45,7 +45,9 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         app.state.settings = settings
         app.state.security = await security.Security.start(settings)
-        app.state.collections = CollectionRegistry(settings.data_dir / "collections")
+        app.state.collections = CollectionRegistry(
+            settings.data_dir / "collections", qdrant_location=settings.qdrant_location
+        )
         app.state.configs = ConfigStore()
         app.state.audit = AuditService(settings)
         stop = asyncio.Event()

@@ -34,6 +34,12 @@ class Settings(BaseModel):
         description="where embedded data lives (collections/<collectionName>/ per collection);"
         " in a cluster, the StatefulSet's volume",
     )
+    qdrant_location: str | None = Field(
+        None,
+        description="development and CI only: qdrant-client's local mode (:memory: or a"
+        " directory, which one process at a time may open) stands in for every"
+        " VectorCollection's Qdrant server, where none can run",
+    )
     nats_url: str | None = Field(
         None,
         description="NATS with JetStream (audit streams, config events); `llm-infra up` starts"

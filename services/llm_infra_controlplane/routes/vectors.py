@@ -1,9 +1,10 @@
-"""The vector data API: points and searches of a VectorCollection's embedded collection.
+"""The vector data API: points and searches of a VectorCollection's collection, on any backend.
 
 `/v1/namespaces/{namespace}/collections/{name}/...` names the VectorCollection;
-`CollectionRegistry.store_of` finds the collection serving it (the one of its
-last ensure, else `<namespace>-<name>`), and the work is `llm_infra.vector`'s
-`EdgeStore`. Wire models are `llm_infra.client`'s, shared with the SDK client.
+`CollectionRegistry.store_of` finds the store serving it: its Qdrant server's
+collection for `backend.qdrant`, else its embedded collection (the one of its
+last ensure, else `<namespace>-<name>`). The work is the `llm_infra.vector.VectorStore`
+API, the same on both. Wire models are `llm_infra.client`'s, shared with the SDK client.
 
 Decisions a caller sees:
 - an upsert stores the good points and lists the refused ones by id (200); a
@@ -46,7 +47,7 @@ from llm_infra.client import (
     UpsertRequest,
     UpsertResult,
 )
-from llm_infra.vector import EdgeStore, MetadataFilter
+from llm_infra.vector import MetadataFilter, VectorStore
 from llm_infra_controlplane import problems, security
 from llm_infra_controlplane.deps import CollectionsDep
 from llm_infra_controlplane.routes.collections import Name, Namespace
@@ -304,9 +305,11 @@ def _point_id(text: str) -> vector.PointId:
 
 
 async def _deleted(
-    store: EdgeStore, ids: Sequence[vector.PointId] | None, filter: MetadataFilter | None
+    store: VectorStore, ids: Sequence[vector.PointId] | None, filter: MetadataFilter | None
 ) -> int:
-    # Engine calls run inline (EdgeStore), so nothing else writes between the two counts.
+    # Neither engine says how many points a delete removed: count before and after.
+    # Exact on the embedded core (its calls run inline, nothing writes in between);
+    # on a Qdrant server a concurrent writer's points can skew the difference.
     before = await store.count()
     if ids is not None or filter is not None:
         await store.delete(ids, filter=filter)
