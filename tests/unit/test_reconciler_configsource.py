@@ -111,9 +111,11 @@ async def test_outputs_split_sensitive_keys_into_an_owned_secret() -> None:
             "app.kubernetes.io/managed-by": "llm-infra",
             "infra.llmdevops.io/configsource": "app",
         }
+        announced = {"infra.llmdevops.io/secret": "app"} if output is config_map else {}
         assert meta["annotations"] == {
             "a": "b",
             "infra.llmdevops.io/content-hash": resolution.content_hash,
+            **announced,
         }
         [owner] = meta["ownerReferences"]
         assert (owner["kind"], owner["name"], owner["uid"]) == ("ConfigSource", "app", UID)

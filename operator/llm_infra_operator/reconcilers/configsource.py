@@ -45,9 +45,8 @@ from llm_infra_operator.engine import Outcome, Reconciler, Ref
 
 MANAGED_BY_LABEL = "app.kubernetes.io/managed-by"
 MANAGED_BY = "llm-infra"
-SOURCE_LABEL = "infra.llmdevops.io/configsource"
-"""Label naming the ConfigSource an output belongs to (the control plane watches by it)."""
-HASH_ANNOTATION = "infra.llmdevops.io/content-hash"
+SOURCE_LABEL = config.SOURCE_LABEL
+HASH_ANNOTATION = config.HASH_ANNOTATION
 ROLLOUT_ANNOTATION = "infra.llmdevops.io/config-hash"
 """Pod-template annotation whose change makes Kubernetes roll the workload out."""
 
@@ -115,6 +114,10 @@ def decide_outputs(
         }
     ]
     if resolution.secret_data:
+        # The ConfigMap is written first: it tells readers (the control plane) to wait for
+        # the Secret rather than serve the document without its sensitive part.
+        announced = {**metadata["annotations"], config.SECRET_ANNOTATION: secret_name}
+        outputs[0]["metadata"]["annotations"] = announced
         encoded = {
             key: base64.b64encode(value.encode()).decode()
             for key, value in resolution.secret_data.items()

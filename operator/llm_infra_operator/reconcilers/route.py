@@ -32,8 +32,7 @@ from llm_infra_operator import kube
 from llm_infra_operator.conditions import Event, StatusConditions
 from llm_infra_operator.engine import Outcome, Reconciler
 
-TABLE_HASH_ANNOTATION = "infra.llmdevops.io/table-hash"
-"""On the table ConfigMap: `RouteTable.version` of the table it holds (sha256 hex)."""
+TABLE_HASH_ANNOTATION = router.ROUTE_TABLE_HASH_ANNOTATION
 
 ACCEPTED = "Accepted"
 RESOLVED_REFS = "ResolvedRefs"

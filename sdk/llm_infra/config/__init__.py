@@ -41,7 +41,10 @@ from llm_infra.config._layers import (
 )
 from llm_infra.config._resolve import (
     CONFIG_EVENT_SUBJECT,
+    HASH_ANNOTATION,
     PROVENANCE_LIMIT,
+    SECRET_ANNOTATION,
+    SOURCE_LABEL,
     ConfigChanged,
     Merged,
     Resolution,
@@ -76,8 +79,11 @@ from llm_infra.config._watch import ConfigWatcher, watch
 __all__ = [
     "CONFIG_EVENT_SUBJECT",
     "DEFAULT_SERVICE_ACCOUNT_TOKEN",
+    "HASH_ANNOTATION",
     "PRECEDENCE",
     "PROVENANCE_LIMIT",
+    "SECRET_ANNOTATION",
+    "SOURCE_LABEL",
     "VAULT_TIMEOUT",
     "ConfigChanged",
     "ConfigWatcher",

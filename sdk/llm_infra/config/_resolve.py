@@ -38,6 +38,15 @@ PROVENANCE_LIMIT = 4096
 CONFIG_EVENT_SUBJECT = "llm-infra.config.{namespace}.{name}"
 """NATS subject of a ConfigSource's change events."""
 
+# How a ConfigSource's published ConfigMap and Secret are marked: the operator writes them,
+# the control plane finds and checks them by these.
+SOURCE_LABEL = "infra.llmdevops.io/configsource"
+"""Label naming the ConfigSource an output belongs to."""
+HASH_ANNOTATION = "infra.llmdevops.io/content-hash"
+"""On each output: `content_hash` of the whole document."""
+SECRET_ANNOTATION = "infra.llmdevops.io/secret"  # noqa: S105  an annotation's name
+"""On the ConfigMap when the sensitive values went to a Secret: its name (readers wait for it)."""
+
 _ENV_UNSAFE = re.compile(r"[^A-Za-z0-9]")
 # Schema keywords whose messages name properties, never values: safe to show for secrets too.
 _KEY_ONLY_KEYWORDS = frozenset({"required", "dependentRequired"})

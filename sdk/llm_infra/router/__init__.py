@@ -15,6 +15,7 @@ where it is stored).
 """
 
 from llm_infra.router._table import (
+    ROUTE_TABLE_HASH_ANNOTATION,
     ROUTE_TABLE_KEY,
     ROUTE_TABLE_LABEL,
     WEIGHTS_COLUMN_MAX,
@@ -40,6 +41,7 @@ from llm_infra.router._table import (
 )
 
 __all__ = [
+    "ROUTE_TABLE_HASH_ANNOTATION",
     "ROUTE_TABLE_KEY",
     "ROUTE_TABLE_LABEL",
     "WEIGHTS_COLUMN_MAX",

@@ -46,6 +46,8 @@ from llm_infra.api.v1alpha1.route import (
 
 ROUTE_TABLE_KEY = "route.json"
 ROUTE_TABLE_LABEL = "infra.llmdevops.io/route-table"
+ROUTE_TABLE_HASH_ANNOTATION = "infra.llmdevops.io/table-hash"
+"""On the table ConfigMap: `RouteTable.version` of the table it holds (sha256 hex)."""
 WEIGHTS_COLUMN_MAX = 1024  # RouteStatus.weights' maxLength
 
 _CONFIGMAP_PREFIX = "llmroute-"
