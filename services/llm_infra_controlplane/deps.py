@@ -16,6 +16,7 @@ from fastapi import Depends, Request
 
 from llm_infra import auth, errors
 from llm_infra_controlplane.audit_service import AuditService
+from llm_infra_controlplane.cluster import Feeds
 from llm_infra_controlplane.collection_registry import CollectionRegistry
 from llm_infra_controlplane.config_store import ConfigStore
 from llm_infra_controlplane.settings import Settings
@@ -41,6 +42,12 @@ async def get_audit(request: Request) -> AuditService:
     return service
 
 
+async def get_feeds(request: Request) -> Feeds | None:
+    """The in-cluster feeds, or None when the control plane runs without them (standalone)."""
+    feeds: Feeds | None = getattr(request.app.state, "feeds", None)
+    return feeds
+
+
 async def get_principal(request: Request) -> auth.Identity:
     """The caller `security.require` authenticated and authorized for this request."""
     principal: auth.Identity | None = getattr(request.state, "principal", None)
@@ -56,4 +63,5 @@ SettingsDep = Annotated[Settings, Depends(get_settings)]
 CollectionsDep = Annotated[CollectionRegistry, Depends(get_collections)]
 ConfigsDep = Annotated[ConfigStore, Depends(get_configs)]
 AuditDep = Annotated[AuditService, Depends(get_audit)]
+FeedsDep = Annotated[Feeds | None, Depends(get_feeds)]
 PrincipalDep = Annotated[auth.Identity, Depends(get_principal)]

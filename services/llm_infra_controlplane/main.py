@@ -15,7 +15,7 @@ from contextlib import asynccontextmanager
 from fastapi import FastAPI
 
 import llm_infra
-from llm_infra_controlplane import metrics, problems, security, standalone
+from llm_infra_controlplane import cluster, metrics, problems, security, standalone
 from llm_infra_controlplane.audit_service import AuditService
 from llm_infra_controlplane.collection_registry import CollectionRegistry
 from llm_infra_controlplane.config_store import ConfigStore
@@ -52,12 +52,15 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         app.state.audit = AuditService(settings)
         stop = asyncio.Event()
         following: asyncio.Task[None] | None = None
+        feeds: cluster.Feeds | None = None
         try:
             await app.state.audit.start()
             if settings.resources_dir is not None:
                 following = await _standalone(app, settings, stop)
+            feeds = await cluster.start(app, settings)  # in a cluster, with settings.kube_feeds
             yield
         finally:
+            await cluster.stop(feeds)  # first: the feeds write into the services closed below
             stop.set()
             app.state.configs.close()  # ends open watch streams
             if following is not None:

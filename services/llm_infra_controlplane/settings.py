@@ -11,6 +11,9 @@ from llm_infra import auth
 from llm_infra_controlplane.security import AccessRule, AuthMode
 
 DATA_DIR_ENV = "LLM_INFRA_DATA_DIR"
+KUBE_FEEDS_ENV = "LLM_INFRA_KUBE_FEEDS"
+KUBECONFIG_ENV = "LLM_INFRA_KUBECONFIG"
+WATCH_NAMESPACE_ENV = "LLM_INFRA_WATCH_NAMESPACE"
 
 
 def default_data_dir() -> Path:
@@ -19,6 +22,15 @@ def default_data_dir() -> Path:
         return Path(configured).expanduser()
     data_home = os.environ.get("XDG_DATA_HOME") or Path.home() / ".local" / "share"
     return Path(data_home) / "llm-infra"
+
+
+def _env_flag(name: str) -> bool:
+    return os.environ.get(name, "").strip().lower() in ("1", "true", "yes", "on")
+
+
+def _env_path(name: str) -> Path | None:
+    value = os.environ.get(name)
+    return Path(value).expanduser() if value else None
 
 
 class Settings(BaseModel):
@@ -39,6 +51,22 @@ class Settings(BaseModel):
         description="development and CI only: qdrant-client's local mode (:memory: or a"
         " directory, which one process at a time may open) stands in for every"
         " VectorCollection's Qdrant server, where none can run",
+    )
+    kube_feeds: bool = Field(
+        default_factory=lambda: _env_flag(KUBE_FEEDS_ENV),
+        description="in a cluster: serve what the operator writes (ConfigSource outputs, route"
+        " tables, AuditSinks, Qdrant-backed VectorCollections) by watching the API server;"
+        " also $LLM_INFRA_KUBE_FEEDS",
+    )
+    kubeconfig: Path | None = Field(
+        default_factory=lambda: _env_path(KUBECONFIG_ENV),
+        description="the feeds' credentials; unset: $KUBECONFIG, else the pod's service"
+        " account, else ~/.kube/config; also $LLM_INFRA_KUBECONFIG",
+    )
+    watch_namespace: str | None = Field(
+        default_factory=lambda: os.environ.get(WATCH_NAMESPACE_ENV) or None,
+        description="the one namespace the feeds watch (a Role suffices); unset: all namespaces"
+        " (a ClusterRole); also $LLM_INFRA_WATCH_NAMESPACE",
     )
     nats_url: str | None = Field(
         None,

@@ -1,9 +1,10 @@
 """Liveness and readiness: what Kubernetes probes and `llm-infra up` users curl first.
 
 /healthz says the process serves. /readyz checks each backend the API needs
-now (NATS for audit, a writable data directory for the embedded collections)
-and answers 503 naming the ones that are not ready, so a load balancer sends
-no traffic to a control plane that would fail it.
+now (NATS for audit, a writable data directory for the embedded collections,
+in a cluster the Kubernetes feeds having listed once) and answers 503 naming
+the ones that are not ready, so a load balancer sends no traffic to a control
+plane that would fail it.
 """
 
 from __future__ import annotations
@@ -16,7 +17,7 @@ from fastapi.responses import JSONResponse
 from pydantic import BaseModel, Field
 
 import llm_infra
-from llm_infra_controlplane.deps import AuditDep, SettingsDep
+from llm_infra_controlplane.deps import AuditDep, FeedsDep, SettingsDep
 
 router = APIRouter(tags=["health"])
 
@@ -39,13 +40,15 @@ async def healthz() -> Health:
     summary="Ready to take traffic: every backend answers",
     responses={503: {"model": Health, "description": "a backend is not ready"}},
 )
-async def readyz(settings: SettingsDep, audit: AuditDep) -> Health | JSONResponse:
+async def readyz(settings: SettingsDep, audit: AuditDep, feeds: FeedsDep) -> Health | JSONResponse:
     checks = {
         "nats": await audit.ready() or "ok",
         "data": "ok"
         if os.access(settings.data_dir, os.W_OK)
         else f"{settings.data_dir} is not writable",
     }
+    if feeds is not None:
+        checks["kubernetes"] = feeds.ready() or "ok"
     if all(state == "ok" for state in checks.values()):
         return Health(status="ok", version=llm_infra.__version__, checks=checks)
     down = Health(status="unavailable", version=llm_infra.__version__, checks=checks)
