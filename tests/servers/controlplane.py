@@ -1,7 +1,8 @@
 """The control plane as a real process: `llm-infra up --port P --data DIR`, ready on /readyz.
 
 Without `resources` it applies no folder (`--no-resources`, the in-cluster role); without
-`nats_url` it starts its own nats-server child, as a user's `llm-infra up` does.
+`nats_url` it starts its own nats-server child, as a user's `llm-infra up` does; `env` adds
+settings (LLM_INFRA_KUBE_FEEDS=true: fed from the API server, as in a cluster).
 """
 
 from __future__ import annotations
@@ -9,6 +10,7 @@ from __future__ import annotations
 import re
 import signal
 import sys
+from collections.abc import Mapping
 from pathlib import Path
 
 import httpx
@@ -28,11 +30,14 @@ class ControlPlaneProcess(ManagedServer):
         *,
         resources: Path | None = None,
         nats_url: str | None = None,
+        env: Mapping[str, str] | None = None,
     ) -> None:
         self.workdir = workdir
         self.data = data or workdir / "data"
         self.resources = resources
         self.nats_url = nats_url
+        self.env = dict(env or {})
+        """Extra environment: LLM_INFRA_KUBE_FEEDS and friends for the in-cluster role."""
         self.token: str | None = None
         """The admin API key `llm-infra up` printed on its first start."""
         self.port = free_port()
@@ -46,7 +51,7 @@ class ControlPlaneProcess(ManagedServer):
         argv += ["--resources", self.resources] if self.resources else ["--no-resources"]
         if self.nats_url:
             argv += ["--nats-url", self.nats_url]
-        return ServerProcess(self.name, argv, log_path=self._log)
+        return ServerProcess(self.name, argv, log_path=self._log, env=self.env)
 
     def _ready(self) -> bool:
         return httpx.get(f"{self.url}/readyz", timeout=1.0).status_code == 200

@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Awaitable, Callable, Mapping
 from typing import Any
 
 import yaml
@@ -51,6 +52,18 @@ def wait_for(
             return last
         time.sleep(interval)
         interval = min(interval * 1.5, 0.5)
+    raise AssertionError(f"timed out after {timeout:.0f}s waiting for {what}; last: {last!r}")
+
+
+async def eventually(what: str, probe: Callable[[], Awaitable[Any]]) -> Any:
+    """`wait_for` for async probes: poll until `probe()` is truthy, without blocking the loop."""
+    timeout = DEFAULT_TIMEOUT
+    deadline = time.monotonic() + timeout
+    last: Any = None
+    while time.monotonic() < deadline:
+        if last := await probe():
+            return last
+        await asyncio.sleep(0.1)
     raise AssertionError(f"timed out after {timeout:.0f}s waiting for {what}; last: {last!r}")
 
 
