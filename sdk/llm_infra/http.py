@@ -36,8 +36,8 @@ import logging
 import re
 import time
 import uuid
-from collections.abc import AsyncIterator, Callable, Mapping
-from typing import Any, Literal, TypedDict, Unpack
+from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
+from typing import Any, Literal, TypedDict, TypeVar, Unpack
 
 import httpx
 import stamina
@@ -75,6 +75,7 @@ _NEWLINE = re.compile(r"\r\n|\r|\n")
 
 CircuitState = Literal["closed", "open", "half_open"]
 Clock = Callable[[], float]
+_T = TypeVar("_T")
 
 
 # -- policies ----------------------------------------------------------------------------------
@@ -132,6 +133,38 @@ class RetryPolicy:
         if server_wait > min(self.wait_max, remaining):
             return False
         return server_wait
+
+    async def call(
+        self,
+        attempt: Callable[[int], Awaitable[_T]],
+        *,
+        server_wait: Callable[[Exception], float | None] = lambda _: None,
+        give_up: Callable[[Exception], bool] = lambda _: False,
+        clock: Clock = time.monotonic,
+    ) -> _T:
+        """`await attempt(n)` (n: the retries so far) until it returns or `wait_for` gives up.
+
+        `server_wait` is the delay the failure asked for (a Retry-After), `give_up`
+        ends the retries whatever the error says (a request that must not be resent).
+        """
+        start = clock()
+
+        def backoff(exc: Exception) -> bool | float:
+            if give_up(exc):
+                return False
+            return self.wait_for(exc, server_wait=server_wait(exc), elapsed=clock() - start)
+
+        async for trying in stamina.retry_context(
+            on=backoff,
+            attempts=self.attempts,
+            timeout=self.total_timeout,
+            wait_initial=self.wait_initial,
+            wait_max=self.wait_max,
+            wait_jitter=self.jitter,
+        ):
+            with trying:
+                return await attempt(trying.num - 1)
+        raise errors.UnexpectedError("retry loop ended without an outcome")  # stamina re-raises
 
 
 @dataclasses.dataclass(frozen=True, slots=True)
@@ -469,24 +502,12 @@ class HttpClient:
         policy = self.retry
         if policy is None or policy.attempts <= 1 or not call.idempotent:
             return await self._attempt(call, 0, stream=stream)
-        start = self._clock()
-
-        def backoff(exc: Exception) -> bool | float:
-            if call.rejected:
-                return False
-            return policy.wait_for(exc, server_wait=call.server_wait, elapsed=self._clock() - start)
-
-        async for attempt in stamina.retry_context(
-            on=backoff,
-            attempts=policy.attempts,
-            timeout=policy.total_timeout,
-            wait_initial=policy.wait_initial,
-            wait_max=policy.wait_max,
-            wait_jitter=policy.jitter,
-        ):
-            with attempt:
-                return await self._attempt(call, attempt.num - 1, stream=stream)
-        raise errors.UnexpectedError("retry loop ended without an outcome")  # stamina re-raises
+        return await policy.call(
+            lambda resends: self._attempt(call, resends, stream=stream),
+            server_wait=lambda _: call.server_wait,
+            give_up=lambda _: call.rejected,
+            clock=self._clock,
+        )
 
     async def _attempt(
         self, call: _Call, resend_count: int, *, stream: bool

@@ -2,11 +2,9 @@
 
 from __future__ import annotations
 
-import time
 from typing import Any
 
 import httpx
-import stamina
 from httpx_aiohttp import AiohttpTransport
 
 from llm_infra import errors, http
@@ -40,26 +38,18 @@ async def send(
     Every route of the API is safe to repeat (writes carry their ids), so any
     method is retried. A 304 is returned as it is: the caller asked for it.
     """
-    start = time.monotonic()
 
-    def backoff(exc: Exception) -> bool | float:
-        server_wait = exc.retry_after() if isinstance(exc, errors.InfraError) else None
-        return retry.wait_for(exc, server_wait=server_wait, elapsed=time.monotonic() - start)
+    async def attempt(_: int) -> httpx.Response:
+        with errors.translate(errors.from_httpx):
+            response = await client.request(method, path, **options)
+        raise_for_problem(response)
+        return response
 
-    async for attempt in stamina.retry_context(
-        on=backoff,
-        attempts=retry.attempts,
-        timeout=retry.total_timeout,
-        wait_initial=retry.wait_initial,
-        wait_max=retry.wait_max,
-        wait_jitter=retry.jitter,
-    ):
-        with attempt:
-            with errors.translate(errors.from_httpx):
-                response = await client.request(method, path, **options)
-            raise_for_problem(response)
-            return response
-    raise errors.UnexpectedError("retry loop ended without an outcome")  # stamina re-raises
+    return await retry.call(attempt, server_wait=_retry_after)
+
+
+def _retry_after(error: Exception) -> float | None:
+    return error.retry_after() if isinstance(error, errors.InfraError) else None
 
 
 class Sender:
