@@ -12,6 +12,7 @@ from pathlib import Path
 
 from llm_infra import errors
 from llm_infra.api import crdgen
+from llm_infra_controlplane import rbac as controlplane_rbac
 from llm_infra_operator import peering, rbac
 
 REPO = Path(__file__).resolve().parents[1]
@@ -21,6 +22,7 @@ GENERATED: dict[str, Callable[[], str]] = {
     **{f"crds/{name}": (lambda text=text: text) for name, text in crdgen.generate().items()},
     "charts/llm-infra/files/operator-rbac.yaml": rbac.render,
     "charts/llm-infra/files/kopf-peering-crds.yaml": peering.render,
+    "charts/llm-infra/files/controlplane-rbac.yaml": controlplane_rbac.render,
 }
 
 

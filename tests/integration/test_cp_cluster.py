@@ -4,7 +4,8 @@ What the operator writes is created the way the operator writes it (its own
 `decide_*` functions: tests may import the operator, the control plane may
 not), with kubectl, as the operator's user would; the app runs with
 `kube_feeds` on and is read through its HTTP API, the config watch over a real
-socket (httpx's ASGI transport buffers whole responses).
+socket (httpx's ASGI transport buffers whole responses). The feeds authenticate
+as users bound only to the generated RBAC (rbac.py), so a missing rule fails here.
 """
 
 from __future__ import annotations
@@ -39,6 +40,7 @@ from llm_infra_operator.reconcilers.configsource import decide_outputs
 from llm_infra_operator.reconcilers.route import decide_table_configmap
 from tests.integration.operator.conftest import operator_kubeconfig  # noqa: F401  installs CRDs
 from tests.servers._process import free_port
+from tests.servers.controlplane import grant_controlplane_namespace
 from tests.servers.kube import KubeServer
 
 pytestmark = pytest.mark.usefixtures("operator_kubeconfig")
@@ -118,8 +120,9 @@ def _settings(tmp_path: Path, nats_url: str, kubeconfig: Path, **fields: Any) ->
 async def served(
     tmp_path: Path, nats_url: str, kube: KubeServer, namespace: str
 ) -> AsyncIterator[tuple[FastAPI, ControlPlaneClient]]:
-    """The app feeding from `namespace`, synced once, and a client of its API over a socket."""
-    settings = _settings(tmp_path, nats_url, kube.kubeconfig, watch_namespace=namespace)
+    """The app feeding from `namespace` with the namespaced role only, synced once; its client."""
+    kubeconfig = grant_controlplane_namespace(kube, namespace)
+    settings = _settings(tmp_path, nats_url, kubeconfig, watch_namespace=namespace)
     async with _running(settings) as (app, url):
         feeds: cluster.Feeds = app.state.feeds
         async with asyncio.timeout(DEADLINE):

@@ -3,19 +3,75 @@
 Without `resources` it applies no folder (`--no-resources`, the in-cluster role); without
 `nats_url` it starts its own nats-server child, as a user's `llm-infra up` does; `env` adds
 settings (LLM_INFRA_KUBE_FEEDS=true: fed from the API server, as in a cluster).
+
+`grant_controlplane_namespace` binds the generated RBAC (charts/llm-infra/files/
+controlplane-rbac.yaml) to a user and hands over its kubeconfig, so a test's feeds run with
+exactly the rights the chart grants: a missing rule fails the test.
 """
 
 from __future__ import annotations
 
 import re
 import signal
+import subprocess
 import sys
+import time
 from collections.abc import Mapping
 from pathlib import Path
+from typing import Any
 
 import httpx
+import yaml
 
+from llm_infra_controlplane import rbac
 from tests.servers._process import ManagedServer, ServerProcess, free_port
+from tests.servers.kube import KubeServer
+
+REPO = Path(__file__).resolve().parents[2]
+RBAC = REPO / "charts" / "llm-infra" / "files" / "controlplane-rbac.yaml"
+CONTROLPLANE_USER = "llm-infra-controlplane"
+GRANT_DEADLINE = 15.0
+
+
+def grant_controlplane_namespace(kube: KubeServer, namespace: str) -> Path:
+    """The namespaced role bound in `namespace` only, to a user of its own; its kubeconfig.
+
+    A user per namespace: its control plane can read nothing outside `namespace`.
+    """
+    user = f"{CONTROLPLANE_USER}-in-{namespace}"
+    kube.kubectl("apply", "-f", str(RBAC))  # idempotent: the roles may not be installed yet
+    _apply_binding(kube, "RoleBinding", rbac.CLUSTER_ROLE, rbac.NAMESPACE_ROLE, user, namespace)
+    _wait_until_allowed(kube, user, f"--namespace={namespace}")
+    return kube.kubeconfig_for(user)
+
+
+def _apply_binding(
+    kube: KubeServer, kind: str, name: str, role: str, user: str, namespace: str | None = None
+) -> None:
+    metadata = {"name": name} | ({"namespace": namespace} if namespace else {})
+    binding: dict[str, Any] = {
+        "apiVersion": "rbac.authorization.k8s.io/v1",
+        "kind": kind,
+        "metadata": metadata,
+        "roleRef": {"apiGroup": "rbac.authorization.k8s.io", "kind": "ClusterRole", "name": role},
+        "subjects": [{"apiGroup": "rbac.authorization.k8s.io", "kind": "User", "name": user}],
+    }
+    manifest = kube.workdir / f"controlplane-{kind.lower()}-{namespace or 'cluster'}.yaml"
+    manifest.write_text(yaml.safe_dump(binding))
+    kube.kubectl("apply", "-f", str(manifest))
+
+
+def _wait_until_allowed(kube: KubeServer, user: str, scope: str) -> None:
+    """Until the API server's RBAC cache holds the binding, so the first list is not refused."""
+    deadline = time.monotonic() + GRANT_DEADLINE
+    while True:
+        try:
+            kube.kubectl("auth", "can-i", "watch", "secrets", f"--as={user}", scope)
+            return
+        except subprocess.CalledProcessError as exc:  # "no": exit code 1
+            if time.monotonic() > deadline:
+                raise AssertionError(f"{user} not allowed within {GRANT_DEADLINE}s") from exc
+            time.sleep(0.05)
 
 
 class ControlPlaneProcess(ManagedServer):

@@ -18,7 +18,11 @@ from llm_infra import config, errors, router
 from llm_infra.api.v1alpha1 import AuditSink, Route
 from llm_infra.api.v1alpha1.auditsink import AuditSinkSpec
 from llm_infra.api.v1alpha1.configsource import Target
-from llm_infra_controlplane import cluster, kube
+from llm_infra_controlplane import cluster, kube, rbac
+from llm_infra_controlplane.audit_service import AuditService
+from llm_infra_controlplane.collection_registry import CollectionRegistry
+from llm_infra_controlplane.config_store import ConfigStore
+from llm_infra_controlplane.settings import Settings
 
 REPO = Path(__file__).resolve().parents[2]
 
@@ -250,3 +254,42 @@ def test_sink_secret_names_lists_every_reference() -> None:
         }
     )
     assert cluster.sink_secret_names(spec) == ["ca", "hmac", "s3", "signing"]
+
+
+# -- RBAC: generated, read-only, covering every feed --------------------------------------------
+
+
+def test_the_rbac_file_on_disk_is_freshly_generated() -> None:
+    on_disk = (REPO / "charts/llm-infra/files/controlplane-rbac.yaml").read_text()
+    assert on_disk == rbac.render(), "controlplane-rbac.yaml is stale: run `make generate`"
+
+
+def test_both_roles_only_read() -> None:
+    roles = list(yaml.safe_load_all(rbac.render()))
+    assert [r["metadata"]["name"] for r in roles] == [rbac.CLUSTER_ROLE, rbac.NAMESPACE_ROLE]
+    for role in roles:
+        assert role["kind"] == "ClusterRole"
+        assert role["rules"] == rbac.rules()
+        verbs = {verb for rule in role["rules"] for verb in rule["verbs"]}
+        assert verbs == {"get", "list", "watch"}  # no writes at all
+    # get only where a feed reads a single object: the Secrets resources reference.
+    getters = [rule["resources"] for rule in rbac.rules() if "get" in rule["verbs"]]
+    assert getters == [["secrets"]]
+
+
+async def test_every_informer_of_the_feeds_is_granted_list_and_watch(tmp_path: Path) -> None:
+    client = kube.KubeClient(kube.Credentials(server="https://127.0.0.1:1"))
+    feeds = cluster.Feeds(
+        client,
+        configs=ConfigStore(),
+        audit=AuditService(Settings(data_dir=tmp_path)),
+        collections=CollectionRegistry(tmp_path),
+    )
+    await client.close()
+    granted = {(kind.group, kind.plural): set(verbs) for kind, verbs in rbac.GRANTS}
+    for informer in feeds.informers:
+        kind = informer.kind
+        assert {"list", "watch"} <= granted.get((kind.group, kind.plural), set()), informer.name
+    # Nothing granted that no feed uses (least privilege), apart from get on Secrets.
+    watched = {(i.kind.group, i.kind.plural) for i in feeds.informers}
+    assert set(granted) == watched

@@ -1,8 +1,9 @@
 """The in-cluster path end to end: the operator writes, the control plane serves what it wrote.
 
 The control plane runs as in a cluster (`--no-resources`, fed from the API
-server: LLM_INFRA_KUBE_FEEDS), sharing NATS with the module's operator. A user
-applies CRs with kubectl and reads the results through the SDK client only.
+server: LLM_INFRA_KUBE_FEEDS, as a user bound only to the generated namespaced
+role), sharing NATS with the module's operator. A user applies CRs with kubectl
+and reads the results through the SDK client only.
 """
 
 from __future__ import annotations
@@ -20,7 +21,7 @@ import yaml
 from llm_infra import audit, errors
 from llm_infra.client import AppendAuditEventsResponse, ConfigVersion, ControlPlaneClient
 from tests.integration.operator.support import apply, eventually, wait_condition
-from tests.servers.controlplane import ControlPlaneProcess
+from tests.servers.controlplane import ControlPlaneProcess, grant_controlplane_namespace
 from tests.servers.kube import KubeServer
 from tests.servers.operator import OperatorProcess
 
@@ -32,10 +33,14 @@ DEADLINE = 30.0
 def control_plane(
     tmp_path_factory: pytest.TempPathFactory, kube: KubeServer, op_namespace: str, nats_url: str
 ) -> Iterator[ControlPlaneProcess]:
-    """The control plane in its in-cluster role, watching the module's namespace."""
+    """The control plane in its in-cluster role, watching the module's namespace.
+
+    As the chart deploys it with `watch_namespace`: bound to the namespaced role there, only.
+    """
+    kubeconfig = grant_controlplane_namespace(kube, op_namespace)
     env = {
         "LLM_INFRA_KUBE_FEEDS": "true",
-        "LLM_INFRA_KUBECONFIG": str(kube.kubeconfig),
+        "LLM_INFRA_KUBECONFIG": str(kubeconfig),
         "LLM_INFRA_WATCH_NAMESPACE": op_namespace,
     }
     workdir = tmp_path_factory.mktemp("controlplane")
