@@ -2,17 +2,21 @@
 
 Servers are session-scoped and start on first use, so a unit-only run starts
 none. Each lives in its own temp dir and is stopped when the session ends.
+`http` and `cp` are clients of a module's in-process `app` fixture.
 """
 
 from __future__ import annotations
 
 import uuid
-from collections.abc import Generator, Iterator
+from collections.abc import AsyncIterator, Generator, Iterator
 from pathlib import Path
 from typing import Protocol, runtime_checkable
 
+import httpx
 import pytest
+from fastapi import FastAPI
 
+from llm_infra.client import ControlPlaneClient
 from tests.servers import qdrant
 from tests.servers.documents import DocumentServer
 from tests.servers.helm import Helm
@@ -120,3 +124,21 @@ def qdrant_backend(
     backend = qdrant.connect(request.param, tmp_path_factory.mktemp(f"qdrant-{request.param}"))
     yield backend
     backend.client.close()
+
+
+# In process, no socket: a module that defines an `app` fixture (a `create_app` whose lifespan it
+# runs) gets these two clients of it.
+@pytest.fixture
+async def http(app: FastAPI) -> AsyncIterator[httpx.AsyncClient]:
+    """Plain HTTP to the module's `app`, through httpx's ASGI transport."""
+    transport = httpx.ASGITransport(app=app)
+    async with httpx.AsyncClient(transport=transport, base_url="http://cp") as client:
+        yield client
+
+
+@pytest.fixture
+async def cp(app: FastAPI) -> AsyncIterator[ControlPlaneClient]:
+    """The SDK client of the module's `app`, through httpx's ASGI transport."""
+    transport = httpx.ASGITransport(app=app)
+    async with ControlPlaneClient("http://cp", transport=transport) as client:
+        yield client

@@ -69,20 +69,6 @@ def store(app: FastAPI) -> ConfigStore:
     return configs_
 
 
-@pytest.fixture
-async def http(app: FastAPI) -> AsyncIterator[httpx.AsyncClient]:
-    transport = httpx.ASGITransport(app=app)
-    async with httpx.AsyncClient(transport=transport, base_url="http://cp") as client:
-        yield client
-
-
-@pytest.fixture
-async def cp(app: FastAPI) -> AsyncIterator[ControlPlaneClient]:
-    transport = httpx.ASGITransport(app=app)
-    async with ControlPlaneClient("http://cp", transport=transport) as client:
-        yield client
-
-
 async def test_get_answers_the_version_with_its_etag(
     http: httpx.AsyncClient, store: ConfigStore
 ) -> None:

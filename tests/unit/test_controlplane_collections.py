@@ -43,20 +43,6 @@ async def app(tmp_path: Path) -> AsyncIterator[FastAPI]:
         yield app
 
 
-@pytest.fixture
-async def http(app: FastAPI) -> AsyncIterator[httpx.AsyncClient]:
-    transport = httpx.ASGITransport(app=app)
-    async with httpx.AsyncClient(transport=transport, base_url="http://cp") as client:
-        yield client
-
-
-@pytest.fixture
-async def cp(app: FastAPI) -> AsyncIterator[ControlPlaneClient]:
-    transport = httpx.ASGITransport(app=app)
-    async with ControlPlaneClient("http://cp", transport=transport) as client:
-        yield client
-
-
 def _registry(app: FastAPI) -> CollectionRegistry:
     registry: CollectionRegistry = app.state.collections
     return registry
