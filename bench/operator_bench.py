@@ -137,9 +137,9 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
             NatsServer(work / "nats") as nats,
             ControlPlaneProcess(work / "cp") as control_plane,
         ):
-            kube.kubectl("apply", "--server-side", "-f", str(REPO / "crds"))
-            names = [f"crd/{kind.crd.crd_name}" for kind in v1alpha1.KINDS]
-            kube.kubectl("wait", "--for=condition=Established", "--timeout=60s", *names)
+            kube.install_crds(
+                REPO / "crds", *(f"crd/{kind.crd.crd_name}" for kind in v1alpha1.KINDS)
+            )
             kubeconfig = install_rbac(kube)
             kube.kubectl("create", "namespace", NAMESPACE)
             grant_namespace(kube, NAMESPACE)

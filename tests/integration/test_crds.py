@@ -18,9 +18,7 @@ from tests.servers.kube import KubeServer
 
 @pytest.fixture(scope="module")
 def crds(kube: KubeServer) -> None:
-    kube.kubectl("apply", "--server-side", "-f", str(REPO / "crds"))
-    names = [f"crd/{kind.crd.crd_name}" for kind in v1alpha1.KINDS]
-    kube.kubectl("wait", "--for=condition=Established", "--timeout=60s", *names)
+    kube.install_crds(REPO / "crds", *(f"crd/{kind.crd.crd_name}" for kind in v1alpha1.KINDS))
 
 
 def _kubectl(kube: KubeServer, *args: str) -> subprocess.CompletedProcess[str]:

@@ -33,6 +33,13 @@ ADMIN_USER = "llm-infra-test-admin"
 _VALIDITY = datetime.timedelta(days=2)
 
 
+class KubectlError(subprocess.CalledProcessError):
+    """A failed kubectl call that says why: its stderr is in the message, not only an attribute."""
+
+    def __str__(self) -> str:
+        return f"{super().__str__()}\n{(self.stderr or '').strip()}"
+
+
 def _pem_key(key: ec.EllipticCurvePrivateKey) -> bytes:
     return key.private_bytes(
         serialization.Encoding.PEM,
@@ -253,13 +260,24 @@ class KubeServer(ManagedServer):
     def kubectl(
         self, *args: str, kubeconfig: Path | None = None
     ) -> subprocess.CompletedProcess[str]:
-        """Run kubectl against this server; raises CalledProcessError with its stderr on failure."""
+        """Run kubectl against this server; raises KubectlError (with its stderr) on failure."""
         argv: list[str | os.PathLike[str]] = [
             os.fspath(binaries.kube_tool("kubectl")),
             f"--kubeconfig={kubeconfig or self.kubeconfig}",
+            # Discovery is cached by host:port; free ports come back, so a shared cache could
+            # describe an earlier server's resources. Each server gets its own.
+            f"--cache-dir={self.workdir / 'kubectl-cache'}",
             *args,
         ]
-        return subprocess.run(argv, capture_output=True, text=True, check=True, timeout=60)
+        done = subprocess.run(argv, capture_output=True, text=True, timeout=60)
+        if done.returncode:
+            raise KubectlError(done.returncode, argv, done.stdout, done.stderr)
+        return done
+
+    def install_crds(self, path: Path, *names: str) -> None:
+        """Apply the CRDs at `path` and wait until the API server serves `names` (crd/<name>)."""
+        self.kubectl("apply", "--server-side", "-f", str(path))
+        self.kubectl("wait", "--for=condition=Established", "--timeout=60s", *names)
 
     def log_tail(self) -> str:
         return f"{self._etcd.log_tail(30)}\n{self._apiserver.log_tail()}"

@@ -24,9 +24,7 @@ REPO = Path(__file__).resolve().parents[3]
 @pytest.fixture(scope="session")
 def operator_kubeconfig(kube: KubeServer) -> Path:
     """CRDs installed, the generated RBAC applied; a kubeconfig of the operator's user."""
-    kube.kubectl("apply", "--server-side", "-f", str(REPO / "crds"))
-    names = [f"crd/{kind.crd.crd_name}" for kind in v1alpha1.KINDS]
-    kube.kubectl("wait", "--for=condition=Established", "--timeout=60s", *names)
+    kube.install_crds(REPO / "crds", *(f"crd/{kind.crd.crd_name}" for kind in v1alpha1.KINDS))
     return install_rbac(kube)
 
 
