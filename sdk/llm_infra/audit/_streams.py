@@ -3,7 +3,9 @@
 Decide (pure): `audit_subject`, `stream_name`, `stream_spec` and
 `consumer_spec` turn an `AuditSinkSpec` into `llm_infra.mq` specs. Apply and
 observe (nats-py JetStream): `ensure_audit_stream` runs `mq.ensure_stream` /
-`mq.ensure_consumer` and names the manifest field when the server refuses one;
+`mq.ensure_consumer` and names the manifest field when the server refuses one
+(the writer's side: the operator, or standalone mode); `require_audit_stream`
+waits for them without writing (the control plane's side in a cluster);
 `stream_state`, `consumer_lag` and `undelivered` read what the operator writes
 into status; `delete_stream` refuses to drop records a sink has not received
 yet unless forced. The operator and the standalone control plane both call
@@ -145,6 +147,39 @@ async def ensure_audit_stream(
         for sink in spec.sinks
     }
     return AuditStreamPlan(stream_plan, consumers)
+
+
+async def require_audit_stream(
+    js: JetStreamContext, namespace: str, name: str, spec: AuditSinkSpec
+) -> str:
+    """The stream's name, once it and every sink's consumer exist; never creates either.
+
+    The reading side of an AuditSink in a cluster (the control plane) calls
+    this: the operator is the one writer of streams and consumers. Raises a
+    retryable MessageQueueError naming what is missing while the operator has
+    not created it yet.
+    """
+    wanted = stream_name(namespace, name, spec)
+    with errors.translate(errors.from_nats):
+        try:
+            await js.stream_info(wanted)
+            existing = set(await _consumer_names(js, wanted))
+        except nats.js.errors.NotFoundError:
+            existing = None
+    missing = (
+        [f"stream {wanted}"]
+        if existing is None
+        else [f"consumer {wanted}/{sink_durable(s.name)}" for s in spec.sinks
+              if sink_durable(s.name) not in existing]
+    )  # fmt: skip
+    if missing:
+        raise errors.MessageQueueError(
+            f"{', '.join(missing)} of AuditSink {namespace}/{name} does not exist yet: the"
+            " operator creates it (see the AuditSink's StreamReady condition)",
+            destination=wanted,
+            operation=errors.MqOperation.REQUEST,
+        )
+    return wanted
 
 
 # -- observe ---------------------------------------------------------------------------------

@@ -13,7 +13,7 @@
 Every failure is an `errors.AuthError` (MissingCredentials, InvalidCredentials,
 InvalidToken, TokenExpired, InsufficientPermissions) whose message never
 quotes a credential. Neighbours: `llm_infra.crypto` verifies JWTs and hashes
-secrets, `llm_infra.http` carries the OAuth2 token request, kubernetes_asyncio
+secrets, `llm_infra.http` carries the OAuth2 token request, `llm_infra.kube`
 the TokenReview. The web framework binding lives in the control plane, not here.
 Modules: `_identity` (Identity, Credentials, the protocol, the chain), `_jwt`,
 `_apikeys`, `_kube`, `_rbac`, `_client_credentials`.

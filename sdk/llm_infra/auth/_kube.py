@@ -1,7 +1,7 @@
 """ServiceAccountAuthenticator: Kubernetes tokens checked by the API server's TokenReview.
 
 The API server is the authority on its tokens (bound, projected, legacy, OIDC):
-we ask it (authentication.k8s.io/v1 TokenReview, through kubernetes_asyncio)
+we ask it (authentication.k8s.io/v1 TokenReview, through `llm_infra.kube`)
 rather than verify signatures ourselves, so revocation of a deleted Pod or
 ServiceAccount is honoured. The caller's RBAC must allow ``create
 tokenreviews`` (ClusterRole system:auth-delegator grants it).
@@ -10,29 +10,32 @@ tokenreviews`` (ClusterRole system:auth-delegator grants it).
 from __future__ import annotations
 
 import os
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 from llm_infra import errors
 from llm_infra.auth import _identity
 
 _SA_PREFIX = "system:serviceaccount:"
+COMPONENT = "llm-infra-auth"
 
 
-def identity_from_user_info(user: Any, *, audiences: Sequence[str] = ()) -> _identity.Identity:
-    """Map a TokenReview's status.user (V1UserInfo) to an Identity.
+def identity_from_user_info(
+    user: Mapping[str, Any], *, audiences: Sequence[str] = ()
+) -> _identity.Identity:
+    """Map a TokenReview's status.user (UserInfo: username, uid, groups, extra) to an Identity.
 
     ``system:serviceaccount:<ns>:<name>`` is a ServiceAccount in namespace
     <ns> (also the tenant); any other username is a user.
     """
-    username: str = user.username or ""
+    username: str = user.get("username") or ""
     if not username:
         raise errors.InvalidToken("the API server authenticated a token without a username")
-    claims: dict[str, Any] = {"uid": user.uid} if user.uid else {}
+    claims: dict[str, Any] = {"uid": user["uid"]} if user.get("uid") else {}
     if audiences:
         claims["aud"] = list(audiences)
-    if user.extra:
-        claims["extra"] = {key: list(values) for key, values in user.extra.items()}
+    if extra := user.get("extra"):
+        claims["extra"] = {key: list(values) for key, values in extra.items()}
     namespace: str | None = None
     kind: _identity.IdentityKind = "user"
     if username.startswith(_SA_PREFIX):
@@ -43,7 +46,7 @@ def identity_from_user_info(user: Any, *, audiences: Sequence[str] = ()) -> _ide
         subject=username,
         kind=kind,
         method="serviceaccount_token",
-        groups=tuple(user.groups or ()),
+        groups=tuple(user.get("groups") or ()),
         tenant=namespace,
         namespace=namespace,
         claims=claims,
@@ -53,22 +56,22 @@ def identity_from_user_info(user: Any, *, audiences: Sequence[str] = ()) -> _ide
 class ServiceAccountAuthenticator:
     """Authenticates bearer tokens by TokenReview against a Kubernetes API server.
 
-    Give an `api_client` (a kubernetes_asyncio ApiClient; the caller closes
-    it) or a `kubeconfig` path (the client is made on first use and closed by
-    `aclose`; neither: the in-cluster config). `audiences` are the ones the
-    token must carry (empty: the API server's own). Use it as an async context
-    manager, or call `aclose`.
+    Give a `client` (an `llm_infra.kube.Kube`; the caller closes it) or a
+    `kubeconfig` path (neither: $KUBECONFIG, the pod's service account,
+    ~/.kube/config); a client made here is made on first use and closed by
+    `aclose`. `audiences` are the ones the token must carry (empty: the API
+    server's own). Use it as an async context manager, or call `aclose`.
     """
 
     def __init__(
         self,
-        api_client: Any = None,
+        client: Any = None,
         *,
         kubeconfig: str | os.PathLike[str] | None = None,
         audiences: Sequence[str] = (),
     ) -> None:
-        self._api_client = api_client
-        self._owns_client = api_client is None
+        self._client = client
+        self._owns_client = client is None
         self.kubeconfig = kubeconfig
         self.audiences = tuple(audiences)
 
@@ -79,44 +82,29 @@ class ServiceAccountAuthenticator:
         await self.aclose()
 
     async def aclose(self) -> None:
-        if self._owns_client and self._api_client is not None:
-            client, self._api_client = self._api_client, None
-            await client.close()
+        if self._owns_client and self._client is not None:
+            client, self._client = self._client, None
+            await client.aclose()
 
-    async def _client(self) -> Any:
-        if self._api_client is None:
-            from kubernetes_asyncio import config  # the operator extra: imported on first use
+    async def _kube(self) -> Any:
+        if self._client is None:
+            from llm_infra import kube  # here: only TokenReview callers need the client
 
-            with errors.translate():
-                if self.kubeconfig is not None:
-                    self._api_client = await config.new_client_from_config(
-                        config_file=os.fspath(self.kubeconfig)
-                    )
-                else:
-                    config.load_incluster_config()  # type: ignore[no-untyped-call]
-                    from kubernetes_asyncio import client
-
-                    self._api_client = client.ApiClient()
-        return self._api_client
+            self._client = await kube.Kube.connect(self.kubeconfig, component=COMPONENT)
+        return self._client
 
     def handles(self, credentials: _identity.Credentials) -> bool:
         return credentials.scheme == "bearer"
 
     async def authenticate(self, credentials: _identity.Credentials) -> _identity.Identity:
-        from kubernetes_asyncio import client
-
-        api = client.AuthenticationV1Api(await self._client())
-        review = client.V1TokenReview(
-            spec=client.V1TokenReviewSpec(
-                token=credentials.secret.get_secret_value(),
-                audiences=list(self.audiences) or None,
-            )
+        client = await self._kube()
+        status = await client.token_review(
+            credentials.secret.get_secret_value(), audiences=self.audiences
         )
-        with errors.translate():  # ApiException by status, aiohttp as transport
-            result = await api.create_token_review(review)
-        status: Any = result.status  # V1TokenReviewStatus: generated, unannotated
-        if status is None or not status.authenticated:
+        if not status.get("authenticated"):
             # status.error is the API server's reason; redaction in errors scrubs any token shape.
-            reason = (status.error if status is not None else None) or "not authenticated"
+            reason = status.get("error") or "not authenticated"
             raise errors.InvalidToken(f"the Kubernetes API server refused the token: {reason}")
-        return identity_from_user_info(status.user, audiences=status.audiences or ())
+        return identity_from_user_info(
+            status.get("user") or {}, audiences=status.get("audiences") or ()
+        )

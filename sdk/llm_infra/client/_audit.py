@@ -14,23 +14,18 @@ from collections.abc import AsyncIterator, Mapping, Sequence
 from typing import Any
 from urllib.parse import quote
 
-from pydantic import BaseModel, ConfigDict, Field
-from pydantic.alias_generators import to_camel
+from pydantic import ConfigDict, Field
 
 from llm_infra import http
 from llm_infra.audit import AuditEvent, AuditRecord
 from llm_infra.client._transport import Sender
+from llm_infra.client._wire import Wire
 
 APPEND_RETRY = http.RetryPolicy(attempts=20, wait_initial=0.2, wait_max=5.0, total_timeout=60.0)
 """How long `append_audit_events` retries while the control plane or its NATS is unavailable."""
 
 
-class _Wire(BaseModel):
-    # Answers ignore unknown members: a newer control plane must not break an older client.
-    model_config = ConfigDict(alias_generator=to_camel, populate_by_name=True, extra="ignore")
-
-
-class AppendAuditEventsRequest(_Wire):
+class AppendAuditEventsRequest(Wire):
     """Body of POST /v1/namespaces/{namespace}/auditsinks/{name}/events.
 
     Give each event its `id` (AuditEvent does by default): a retried batch is then
@@ -42,7 +37,7 @@ class AppendAuditEventsRequest(_Wire):
     events: list[AuditEvent] = Field(min_length=1, max_length=10_000)
 
 
-class AppendedRecord(_Wire):
+class AppendedRecord(Wire):
     """Where one event landed in the chain."""
 
     id: str
@@ -50,21 +45,21 @@ class AppendedRecord(_Wire):
     hash: str
 
 
-class AppendAuditEventsResponse(_Wire):
+class AppendAuditEventsResponse(Wire):
     """The records appended, in order, and the ids of events the policy recorded nothing of."""
 
     records: list[AppendedRecord]
     dropped: list[str] = Field(default_factory=list)
 
 
-class AuditEventsPage(_Wire):
+class AuditEventsPage(Wire):
     """One page of a query; follow `next_cursor` until it is None (a page may be short)."""
 
     records: list[AuditRecord]
     next_cursor: str | None = None
 
 
-class AuditVerification(_Wire):
+class AuditVerification(Wire):
     """`llm_infra.audit.VerifyResult` over the records the stream holds, plus checkpoints seen."""
 
     ok: bool
@@ -76,7 +71,7 @@ class AuditVerification(_Wire):
     checkpoints: int = 0
 
 
-class SinkDelivery(_Wire):
+class SinkDelivery(Wire):
     """How far one sink's writer is: the consumer's lag and the writer's own counters."""
 
     name: str
@@ -93,7 +88,7 @@ class SinkDelivery(_Wire):
     last_delivery_time: dt.datetime | None = None
 
 
-class AuditStatus(_Wire):
+class AuditStatus(Wire):
     """The stream an AuditSink keeps and each sink's delivery state."""
 
     stream_name: str

@@ -12,8 +12,7 @@ from typing import Annotated, Literal, Self
 from urllib.parse import quote
 
 import httpx
-from pydantic import BaseModel, ConfigDict, Field
-from pydantic.alias_generators import to_camel
+from pydantic import ConfigDict, Field
 
 from llm_infra import errors, http
 from llm_infra.api.v1alpha1.vectorcollection import VectorCollectionSpec
@@ -21,17 +20,13 @@ from llm_infra.client._audit import AuditClientMixin
 from llm_infra.client._config import ConfigClientMixin
 from llm_infra.client._transport import DEFAULT_RETRY, pooled_transport
 from llm_infra.client._vectors import VectorClientMixin
+from llm_infra.client._wire import Wire
 
 CollectionName = Annotated[str, Field(pattern=r"^[a-zA-Z0-9_-]+$", min_length=1, max_length=255)]
 """A collection's name in Qdrant (and its directory name in the embedded core)."""
 
 
-class _Wire(BaseModel):
-    # Answers ignore unknown members: a newer control plane must not break an older client.
-    model_config = ConfigDict(alias_generator=to_camel, populate_by_name=True, extra="ignore")
-
-
-class EnsureCollectionRequest(_Wire):
+class EnsureCollectionRequest(Wire):
     """Body of PUT /v1/namespaces/{namespace}/collections/{name}."""
 
     model_config = ConfigDict(extra="forbid")
@@ -42,7 +37,7 @@ class EnsureCollectionRequest(_Wire):
     """The VectorCollection's spec."""
 
 
-class CollectionConfigSummary(_Wire):
+class CollectionConfigSummary(Wire):
     """The engine settings a collection runs with."""
 
     dimensions: int
@@ -55,7 +50,7 @@ class CollectionConfigSummary(_Wire):
     aliases: list[str] = Field(default_factory=list)
 
 
-class CollectionInfo(_Wire):
+class CollectionInfo(Wire):
     """A collection as the control plane holds it, and what the last ensure changed."""
 
     namespace: str
@@ -73,7 +68,7 @@ class CollectionInfo(_Wire):
     config: CollectionConfigSummary
 
 
-class DropResult(_Wire):
+class DropResult(Wire):
     """Answer of DELETE: whether there was a collection to drop."""
 
     dropped: bool

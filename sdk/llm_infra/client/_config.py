@@ -10,25 +10,24 @@ good ones when a version does not validate.
 
 from __future__ import annotations
 
-import asyncio
 import contextlib
 import copy
 import dataclasses
 import logging
 import os
-import random
 from collections.abc import AsyncGenerator, Callable, Iterable, Mapping, Sequence
 from datetime import datetime
 from typing import Any, TypeVar
 from urllib.parse import quote
 
 import httpx
-from pydantic import BaseModel, ConfigDict, Field
-from pydantic.alias_generators import to_camel
+import stamina
+from pydantic import ConfigDict, Field
 from pydantic_settings import BaseSettings
 
 from llm_infra import config, errors, jsondoc
 from llm_infra.client._transport import DEFAULT_RETRY, Sender, raise_for_problem
+from llm_infra.client._wire import Wire
 
 _log = logging.getLogger(__name__)
 
@@ -38,12 +37,7 @@ CONFIG_EVENT = "config"
 SettingsT = TypeVar("SettingsT", bound=BaseSettings)
 
 
-class _Wire(BaseModel):
-    # Answers ignore unknown members: a newer control plane must not break an older client.
-    model_config = ConfigDict(alias_generator=to_camel, populate_by_name=True, extra="ignore")
-
-
-class ConfigSummary(_Wire):
+class ConfigSummary(Wire):
     """A served config without its document: what the list answers."""
 
     model_config = ConfigDict(frozen=True)
@@ -71,7 +65,7 @@ class ConfigVersion(ConfigSummary):
         return f'"{self.content_hash}"'
 
 
-class ConfigList(_Wire):
+class ConfigList(Wire):
     """Answer of GET /v1/namespaces/{namespace}/configs, sorted by name."""
 
     items: list[ConfigSummary] = Field(default_factory=list)
@@ -119,43 +113,43 @@ class ConfigClientMixin(Sender):
         """
         path = _config_path(namespace, name) + "/watch"
         last_hash = after_hash
-        delay = backoff_initial
+
+        def reconnect(error: Exception) -> bool | float:
+            # stamina's hook: retry what waiting can fix, after the server's Retry-After if any.
+            if not isinstance(error, errors.InfraError) or not error.is_retryable():
+                return False
+            _log.info("config watch %s/%s: %s; reconnecting", namespace, name, error)
+            return error.retry_after() or True
+
         while True:
-            headers = {"Accept": "text/event-stream"}
-            if last_hash is not None:
-                headers["Last-Event-ID"] = last_hash
-            failure: errors.InfraError | None = None
-            try:
-                with errors.translate(errors.from_httpx):
-                    async with self._http.stream("GET", path, headers=headers) as response:
-                        if not response.is_success:
-                            await response.aread()
-                            raise_for_problem(response)
-                        delay = backoff_initial  # connected: the next drop starts over
-                        async with contextlib.aclosing(_versions(response)) as versions:
-                            async for version in versions:
-                                last_hash = version.content_hash
-                                yield version
-            except errors.NotFound:
-                return
-            except errors.InfraError as error:
-                if not error.is_retryable():
-                    raise
-                failure = error
-            # Dropped, refused, or ended by the server (shutting down; or the config is gone,
-            # which the next request hears as a 404): come back after a jittered pause.
-            jittered = delay * random.uniform(0.5, 1.0)  # noqa: S311  spreads reconnects only
-            server_wait = failure.retry_after() if failure is not None else None
-            wait = max(server_wait or 0.0, jittered)
-            _log.info(
-                "config watch %s/%s: %s; reconnecting in %.2fs",
-                namespace,
-                name,
-                failure or "stream ended",
-                wait,
-            )
-            await asyncio.sleep(wait)
-            delay = min(delay * 2, backoff_max)
+            # A new retry context per connection: a drop after a healthy stream starts the
+            # backoff over (reconnect at once, then exponentially, jittered).
+            async for attempt in stamina.retry_context(
+                on=reconnect,
+                attempts=None,
+                timeout=None,
+                wait_initial=backoff_initial,
+                wait_max=backoff_max,
+                wait_jitter=backoff_initial,
+            ):
+                with attempt:
+                    headers = {"Accept": "text/event-stream"}
+                    if last_hash is not None:
+                        headers["Last-Event-ID"] = last_hash
+                    try:
+                        with errors.translate(errors.from_httpx):
+                            async with self._http.stream("GET", path, headers=headers) as response:
+                                if not response.is_success:
+                                    await response.aread()
+                                    raise_for_problem(response)
+                                async with contextlib.aclosing(_versions(response)) as versions:
+                                    async for version in versions:
+                                        last_hash = version.content_hash
+                                        yield version
+                    except errors.NotFound:
+                        return  # the config is gone
+            # Ended by the server (shutting down; or the config is gone, which the next
+            # request hears as a 404): connect again.
 
 
 async def _versions(response: httpx.Response) -> AsyncGenerator[ConfigVersion, None]:

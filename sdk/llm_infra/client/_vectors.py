@@ -20,7 +20,6 @@ import numpy as np
 import numpy.typing as npt
 import orjson
 from pydantic import (
-    BaseModel,
     ConfigDict,
     Discriminator,
     Field,
@@ -30,10 +29,10 @@ from pydantic import (
     Tag,
     model_validator,
 )
-from pydantic.alias_generators import to_camel
 
 from llm_infra import errors, vector
 from llm_infra.client._transport import Sender
+from llm_infra.client._wire import StrictWire, Wire
 from llm_infra.vector import F, MetadataFilter
 
 MAX_UPSERT_POINTS = 1000
@@ -53,22 +52,16 @@ Vector = Sequence[float] | npt.NDArray[np.floating]
 _JSON_HEADERS = {"content-type": "application/json"}
 
 
-class _Wire(BaseModel):
-    # Requests refuse unknown members (a typo must not silently drop a filter);
-    # answers are read with extra="ignore" below, so a newer server never breaks an older client.
-    model_config = ConfigDict(
-        alias_generator=to_camel, populate_by_name=True, extra="forbid", allow_inf_nan=False
-    )
-
-
-class _Answer(_Wire):
-    model_config = ConfigDict(extra="ignore")
+# Requests refuse unknown members (a typo must not silently drop a filter): StrictWire.
+# Answers are read leniently, so a newer server never breaks an older client.
+class _Answer(Wire):
+    model_config = ConfigDict(extra="ignore", allow_inf_nan=False)
 
 
 # -- filters -----------------------------------------------------------------------------------
 
 
-class FilterMatch(_Wire):
+class FilterMatch(StrictWire):
     """Exactly one of: `value` (equals), `any` (equals one of), `text` (full-text; text index)."""
 
     value: MatchValue | None = None
@@ -82,7 +75,7 @@ class FilterMatch(_Wire):
         return self
 
 
-class FilterRange(_Wire):
+class FilterRange(StrictWire):
     """Numeric bounds; at least one of gt, gte, lt, lte."""
 
     gt: float | None = None
@@ -97,7 +90,7 @@ class FilterRange(_Wire):
         return self
 
 
-class FieldCondition(_Wire):
+class FieldCondition(StrictWire):
     """A condition on the payload field `key`: exactly one of `match` or `range`."""
 
     key: str = Field(min_length=1)
@@ -144,7 +137,7 @@ Condition = Annotated[
 """A field condition (has `key`) or a nested filter."""
 
 
-class PointFilter(_Wire):
+class PointFilter(StrictWire):
     """A payload filter: every `must`, at least one `should`, no `mustNot` condition matches.
 
     The JSON form of `llm_infra.vector.F` filters (`from_metadata`, `to_metadata`):
@@ -216,7 +209,7 @@ PointFilter.model_rebuild()
 # -- requests ----------------------------------------------------------------------------------
 
 
-class PointData(_Wire):
+class PointData(StrictWire):
     """A point to store: its id, vector and payload."""
 
     id: WirePointId
@@ -224,13 +217,13 @@ class PointData(_Wire):
     payload: dict[str, Any] | None = None
 
 
-class UpsertRequest(_Wire):
+class UpsertRequest(StrictWire):
     """Body of POST .../points."""
 
     points: list[PointData] = Field(max_length=MAX_UPSERT_POINTS)
 
 
-class SearchRequest(_Wire):
+class SearchRequest(StrictWire):
     """Body of POST .../search (and one entry of a batch)."""
 
     vector: list[float] = Field(min_length=1)
@@ -244,13 +237,13 @@ class SearchRequest(_Wire):
     with_vector: bool = False
 
 
-class SearchBatchRequest(_Wire):
+class SearchBatchRequest(StrictWire):
     """Body of POST .../search/batch: the searches run together, answered in order."""
 
     searches: list[SearchRequest] = Field(min_length=1, max_length=MAX_SEARCHES)
 
 
-class DeletePointsRequest(_Wire):
+class DeletePointsRequest(StrictWire):
     """Body of POST .../points/delete: `ids`, or every point a `filter` matches."""
 
     ids: list[WirePointId] | None = Field(None, max_length=MAX_UPSERT_POINTS)
@@ -263,7 +256,7 @@ class DeletePointsRequest(_Wire):
         return self
 
 
-class CountRequest(_Wire):
+class CountRequest(StrictWire):
     """Body of POST .../count: no filter counts every point."""
 
     filter: PointFilter | None = None

@@ -7,7 +7,7 @@ the SDK re-raises it with `from_problem`; `err.record_to_span(span)` marks an
 OpenTelemetry span failed. Strings given to an error are redacted on the way
 in, so none of these outputs can leak a credential.
 
-Library exceptions (httpx, nats-py, hvac, qdrant-client, kubernetes) are
+Library exceptions (httpx, nats-py, hvac, qdrant-client, lightkube) are
 mapped, never chained::
 
     from llm_infra import errors
@@ -46,11 +46,13 @@ from llm_infra.errors._map import (
     from_httpx,
     from_hvac,
     from_kubernetes,
+    from_kubernetes_status,
     from_nats,
     from_qdrant,
     from_transport,
     parse_retry_after,
     translate,
+    validation_text,
 )
 from llm_infra.errors._problem import FieldIssue, Problem, problem_type
 from llm_infra.errors._redact import redact
@@ -163,6 +165,7 @@ __all__ = [
     "from_httpx",
     "from_hvac",
     "from_kubernetes",
+    "from_kubernetes_status",
     "from_nats",
     "from_problem",
     "from_qdrant",
@@ -172,4 +175,5 @@ __all__ = [
     "redact",
     "render_catalogue_markdown",
     "translate",
+    "validation_text",
 ]

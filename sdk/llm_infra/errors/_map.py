@@ -1,7 +1,7 @@
 """Maps the exceptions of the libraries llm-infra wraps onto the error tree.
 
-One function per library (httpx, nats-py, hvac, qdrant-client, kubernetes and
-kubernetes_asyncio), `from_exception` dispatching on where an exception comes
+One function per library (httpx, nats-py, hvac, qdrant-client, and lightkube
+under `llm_infra.kube`), `from_exception` dispatching on where an exception comes
 from, and `translate` doing the same around a block. No library is imported
 here at module import time: a mapper imports its library only once it holds
 one of that library's exceptions (so it is loaded already) or reads the
@@ -146,7 +146,7 @@ def from_httpx(exc: BaseException) -> _base.InfraError:
 
 
 def from_transport(exc: BaseException) -> _base.InfraError:
-    """Map a transport error: requests (hvac), urllib3 (kubernetes), aiohttp (kubernetes_asyncio).
+    """Map a transport error: requests (hvac), urllib3 (qdrant-client), aiohttp.
 
     These reach callers when OpenBao or the API server cannot be reached:
     timeouts -> HttpTimeout, refused or dropped connections -> HttpConnectError
@@ -323,24 +323,57 @@ def from_qdrant(exc: BaseException) -> _base.InfraError:
 
 
 def from_kubernetes(exc: BaseException) -> _base.InfraError:
-    """Map an ApiException of kubernetes or kubernetes_asyncio by status.
+    """Map an exception of lightkube (the client under `llm_infra.kube`) by status.
+
+    An ApiError goes through `from_kubernetes_status`; its transport's (httpx2)
+    timeouts -> HttpTimeout and refused or dropped connections ->
+    HttpConnectError (both retryable); lightkube's ConfigError -> ConfigError.
+    `llm_infra.kube` adds what to fix (the RBAC rule of a 403) on top.
+    """
+    library = _library(exc)
+    if library not in {"lightkube", "httpx2"}:
+        return from_exception(exc)
+    cause = _type_name(exc)
+    kinds = {k.__name__ for k in type(exc).__mro__}
+    if "ApiError" in kinds:
+        to_dict = getattr(getattr(exc, "status", None), "to_dict", None)
+        status = dict(to_dict()) if callable(to_dict) else {}
+        response = getattr(exc, "response", None)
+        if response is not None:
+            status.setdefault("code", getattr(response, "status_code", None))
+        retry_after = _header(getattr(response, "headers", None), "Retry-After")
+        return from_kubernetes_status(status, retry_after=retry_after, cause=cause)
+    if "ConfigError" in kinds:  # no usable kubeconfig
+        return _tree.ConfigError(str(exc), cause=cause)
+    request = getattr(exc, "_request", None)
+    url = str(request.url) if request is not None else None
+    if "TimeoutException" in kinds:
+        return _tree.HttpTimeout(str(exc), url=url, cause=cause)
+    if kinds & {"NetworkError", "RemoteProtocolError", "ConnectError"}:
+        return _tree.HttpConnectError(str(exc), url=url, cause=cause)
+    if "HTTPError" in kinds:
+        return _tree.HttpError(str(exc), url=url, cause=cause)
+    return _from_builtin(exc)
+
+
+def from_kubernetes_status(
+    status: Mapping[str, Any],
+    *,
+    operation: str | None = None,
+    retry_after: str | None = None,
+    cause: str | None = None,
+) -> _base.InfraError:
+    """A meta/v1 Status (the API server's error body) as an error of the tree.
 
     404 -> NotFound, 409 -> Conflict, 401 -> InvalidCredentials, 403 ->
     InsufficientPermissions, 422 -> ValidationError listing every cause of the
     Status, 429 -> RateLimited (with Retry-After), 5xx -> ExternalServiceError
-    (retryable); service "kubernetes". A ConfigException -> ConfigError.
+    (retryable), 410 (an expired resourceVersion) -> ExternalServiceError with
+    status_code 410; service "kubernetes".
     """
-    if _library(exc) not in {"kubernetes", "kubernetes_asyncio"}:
-        return from_exception(exc)
-    cause = _type_name(exc)
-    kinds = {k.__name__ for k in type(exc).__mro__}
-    if "ApiException" not in kinds:
-        if "ConfigException" in kinds:  # no usable kubeconfig or in-cluster config
-            return _tree.ConfigError(str(exc), cause=cause)
-        return _from_builtin(exc)
-    status_code = getattr(exc, "status", None)
-    status = _json_object(getattr(exc, "body", None))  # a meta/v1 Status
-    message = _text(status.get("message")) or _text(getattr(exc, "reason", None)) or ""
+    code = status.get("code")
+    status_code = code if isinstance(code, int) and code else None
+    message = _text(status.get("message")) or _text(status.get("reason")) or ""
     if status_code == 422:
         details = status.get("details")
         causes = details.get("causes") if isinstance(details, Mapping) else None
@@ -355,12 +388,12 @@ def from_kubernetes(exc: BaseException) -> _base.InfraError:
         ]
         field = issues[0].field if issues else None
         return _tree.ValidationError(message, field=field, errors=issues, cause=cause)
-    retry_after = parse_retry_after(_header(getattr(exc, "headers", None), "Retry-After"))
     return _dependency_error(
         "kubernetes",
-        status_code if isinstance(status_code, int) else None,
+        status_code,
         message,
-        retry_after=retry_after,
+        operation=operation,
+        retry_after=parse_retry_after(retry_after),
         cause=cause,
     )
 
@@ -387,6 +420,18 @@ def _from_builtin(exc: BaseException) -> _base.InfraError:
         )
         return _tree.IoError(exc.strerror or str(exc), operation=operation, path=path, cause=cause)
     return _base.UnexpectedError(str(exc) or cause, cause=cause)
+
+
+def validation_text(exc: pydantic.ValidationError) -> str:
+    """``field.path: message; ...`` for every issue of `exc`, never the input (it may be a secret).
+
+    What a status condition, a log line or a report says of a manifest that
+    failed its model: the operator, the feeds and standalone mode all word it so.
+    """
+    return "; ".join(
+        f"{'.'.join(map(str, error['loc'])) or '(root)'}: {error['msg']}"
+        for error in exc.errors(include_url=False, include_context=False, include_input=False)
+    )
 
 
 def _from_pydantic(exc: pydantic.ValidationError) -> _base.InfraError:
@@ -437,7 +482,7 @@ def _dependency_error(
     *,
     operation: str | None = None,
     retry_after: float | None = None,
-    cause: str,
+    cause: str | None,
 ) -> _base.InfraError:
     error_class = _DEPENDENCY_STATUS.get(status_code or 0, _tree.ExternalServiceError)
     if issubclass(error_class, _tree.AuthError):
@@ -499,8 +544,8 @@ _MAPPERS: Mapping[str, Mapper] = {
     "nats": from_nats,
     "hvac": from_hvac,
     "qdrant_client": from_qdrant,
-    "kubernetes": from_kubernetes,
-    "kubernetes_asyncio": from_kubernetes,
+    "lightkube": from_kubernetes,
+    "httpx2": from_kubernetes,
     "requests": from_transport,
     "urllib3": from_transport,
     "aiohttp": from_transport,

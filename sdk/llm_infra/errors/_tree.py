@@ -6,7 +6,7 @@ classes with their own code, status and retry policy. Behaviour shared by all
 lives in `_base.InfraError`; `_map` builds these from library exceptions.
 """
 
-# The names say what happened (DimensionMismatch, NotFound, as in STYLE.md); the
+# The names say what happened (DimensionMismatch, NotFound); the
 # root class says they are errors.
 # ruff: noqa: N818
 

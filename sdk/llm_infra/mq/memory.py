@@ -1,15 +1,18 @@
 """InMemoryQueue: the MessageQueue contract in one process, FOR UNIT TESTS ONLY.
 
 Nothing is persisted, nothing is shared between processes, and time is the
-event loop's. It exists so code using `MessageQueue` can be unit-tested
+event loop's unless a `clock` is given: a test that hands in `ManualClock` moves
+time itself (nak delays, ack waits, the dedupe window) instead of racing the
+loop with short sleeps. It exists so code using `MessageQueue` can be unit-tested
 without a broker; the same contract tests run against JetStream and Redis in
-tests/integration/test_mq_contract.py.
+tests/integration/sdk/test_mq_contract.py.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+from collections.abc import Callable
 from dataclasses import dataclass, field
 
 from llm_infra.mq._base import DEFAULT_PUBLISH_WINDOW, MessageQueue, Subscription
@@ -25,6 +28,19 @@ def subject_matches(pattern: str, subject: str) -> bool:
         if index >= len(have) or part not in {"*", have[index]}:
             return False
     return len(want) == len(have)
+
+
+class ManualClock:
+    """A clock that moves only when told to (`advance`): time as a test decides it."""
+
+    def __init__(self, start: float = 0.0) -> None:
+        self.now = start
+
+    def __call__(self) -> float:
+        return self.now
+
+    def advance(self, seconds: float) -> None:
+        self.now += seconds
 
 
 @dataclass
@@ -52,9 +68,15 @@ class InMemoryQueue(MessageQueue):
     backend = "memory"
 
     def __init__(
-        self, *, publish_window: int = DEFAULT_PUBLISH_WINDOW, duplicate_window: float = 120.0
+        self,
+        *,
+        publish_window: int = DEFAULT_PUBLISH_WINDOW,
+        duplicate_window: float = 120.0,
+        clock: Callable[[], float] | None = None,
     ) -> None:
         super().__init__(publish_window=publish_window)
+        self.clock = clock or (lambda: asyncio.get_running_loop().time())
+        """Seconds, for delays, ack waits and the dedupe window; the loop's time by default."""
         self.duplicate_window = duplicate_window
         self.log: list[Message] = []
         self.dead_letters: list[Message] = []
@@ -71,7 +93,7 @@ class InMemoryQueue(MessageQueue):
         try:
             if self.publish_delay:
                 await asyncio.sleep(self.publish_delay)
-            now = asyncio.get_running_loop().time()
+            now = self.clock()
             if message.msg_id is not None:
                 seen = self._seen.get(message.msg_id)
                 if seen is not None and seen[1] > now:
@@ -127,20 +149,23 @@ class _MemorySubscription(Subscription):
 
     async def _fetch(self, count: int, wait: float) -> list[tuple[Message, int, Settler]]:
         loop = asyncio.get_running_loop()
-        deadline = loop.time() + wait
+        deadline = loop.time() + wait  # how long this call may wait: real time
         condition = self._queue._changed
+        clock = self._queue.clock
         async with condition:
             while True:
-                found = self._take(count, loop.time())
+                found = self._take(count, clock())
                 if found:
                     return found
-                now = loop.time()
-                due = min((p.due for p in self._group.pending.values()), default=deadline)
-                wait = min(deadline, due) - now
-                if wait <= 0 and now >= deadline:
+                left = deadline - loop.time()
+                if left <= 0:
                     return []
+                # Wake when a pending message falls due (on the queue's clock), or a change.
+                due = min((p.due for p in self._group.pending.values()), default=None)
+                if due is not None:
+                    left = min(left, max(due - clock(), 0.001))
                 with contextlib.suppress(TimeoutError):
-                    await asyncio.wait_for(condition.wait(), max(wait, 0.001))
+                    await asyncio.wait_for(condition.wait(), left)
 
     def _take(self, count: int, now: float) -> list[tuple[Message, int, Settler]]:
         group, log = self._group, self._queue.log
@@ -179,7 +204,7 @@ class _MemorySettler(Settler):
     async def nak(self, delay: float | None) -> None:
         pending = self._sub._group.pending.get(self._seq)
         if pending is not None:
-            pending.due = asyncio.get_running_loop().time() + (delay or 0.0)
+            pending.due = self._sub._queue.clock() + (delay or 0.0)
             async with self._sub._queue._changed:
                 self._sub._queue._changed.notify_all()
 
@@ -190,4 +215,4 @@ class _MemorySettler(Settler):
     async def in_progress(self) -> None:
         pending = self._sub._group.pending.get(self._seq)
         if pending is not None:
-            pending.due = asyncio.get_running_loop().time() + self._sub.ack_wait
+            pending.due = self._sub._queue.clock() + self._sub.ack_wait

@@ -17,6 +17,7 @@ from typing import TYPE_CHECKING, Any
 
 from llm_infra.vector._base import UnindexedFilterWarning, VectorStore
 from llm_infra.vector._checks import normalize, normalize_batch
+from llm_infra.vector._client import qdrant_client
 from llm_infra.vector._config import CollectionConfig
 from llm_infra.vector._filter import F, MetadataFilter
 from llm_infra.vector._plan import CollectionPlan
@@ -54,6 +55,7 @@ __all__ = [
     "normalize",
     "normalize_batch",
     "plan_collection",
+    "qdrant_client",
 ]
 
 

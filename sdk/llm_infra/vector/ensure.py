@@ -22,6 +22,7 @@ from typing import TYPE_CHECKING, Literal
 from llm_infra import errors
 from llm_infra.api.v1alpha1.vectorcollection import VectorCollectionSpec
 from llm_infra.vector._base import VectorStore
+from llm_infra.vector._client import qdrant_client
 from llm_infra.vector._config import CollectionConfig
 from llm_infra.vector._plan import CollectionPlan, plan
 from llm_infra.vector.edge import SHARD_DIR, EdgeStore, IndexPolicy
@@ -92,14 +93,7 @@ async def drop_collection(
         return await asyncio.to_thread(_drop_directory, Path(directory), name)
     if client is not None:
         return await _drop_qdrant(client, name)
-    if url is None and location is None:
-        # qdrant-client would silently fall back to localhost:6333.
-        raise errors.ConfigError("a Qdrant collection needs a url (or a location)", key="url")
-    # Imported here: only Qdrant-server collections need the network client.
-    from qdrant_client import AsyncQdrantClient
-
-    with errors.translate(errors.from_qdrant):
-        own = AsyncQdrantClient(location=location, url=None if location else url, api_key=api_key)
+    own = qdrant_client(url, api_key=api_key, location=location)
     try:
         return await _drop_qdrant(own, name)
     finally:

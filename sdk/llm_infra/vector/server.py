@@ -28,6 +28,7 @@ from qdrant_client.local.async_qdrant_local import AsyncQdrantLocal
 
 from llm_infra import errors
 from llm_infra.vector._base import Row, VectorStore
+from llm_infra.vector._client import qdrant_client
 from llm_infra.vector._config import CollectionConfig, Quantization
 from llm_infra.vector._filter import MetadataFilter
 from llm_infra.vector._ids import from_qdrant, public_payload
@@ -111,17 +112,7 @@ class QdrantStore(VectorStore):
         """
         owns_client = client is None
         if client is None:
-            with errors.translate(_qdrant_error):
-                # No version probe: it runs in a thread that only warns; the first
-                # real call below reports an unreachable or incompatible server.
-                client = AsyncQdrantClient(
-                    location=location,
-                    url=url,
-                    api_key=api_key,
-                    prefer_grpc=grpc,
-                    path=path,
-                    check_compatibility=False,
-                )
+            client = qdrant_client(url, api_key=api_key, location=path or location, grpc=grpc)
         try:
             store = await cls._open(name, config, client, owns_client=owns_client)
         except BaseException:

@@ -239,6 +239,19 @@ class VectorCollectionSpec(ApiModel):
     deletion_policy: Literal["Retain", "Delete"] = "Retain"
     """What happens to the Qdrant collection when this resource is deleted."""
 
+    def engine_collection(self, namespace: str, name: str) -> str:
+        """The collection's name in the engine: `collectionName`, else the default for the name."""
+        return self.collection_name or default_collection_name(namespace, name)
+
+
+def default_collection_name(namespace: str, name: str) -> str:
+    """``<namespace>-<name>``: the engine collection of a VectorCollection that names none.
+
+    The one place this default is written; the operator, the control plane and
+    standalone mode all ask `VectorCollectionSpec.engine_collection`.
+    """
+    return f"{namespace}-{name}"
+
 
 class VectorCollectionStatus(ResourceStatus):
     """Observed state of a vector collection."""
@@ -279,4 +292,9 @@ class VectorCollection(Resource):
     """Observed state, written by the operator."""
 
 
-__all__ = ["VectorCollection", "VectorCollectionSpec", "VectorCollectionStatus"]
+__all__ = [
+    "VectorCollection",
+    "VectorCollectionSpec",
+    "VectorCollectionStatus",
+    "default_collection_name",
+]
