@@ -1,1 +1,1 @@
-"""llm-infra operator: the kopf app that reconciles the four kinds (see ARCHITECTURE.md)."""
+"""llm-infra operator: the kopf app that reconciles the four kinds (docs/operator.md)."""

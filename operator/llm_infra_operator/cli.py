@@ -3,9 +3,13 @@
 from __future__ import annotations
 
 import argparse
+import os
+from pathlib import Path
 
 from llm_infra.config import load_settings
 from llm_infra_operator.settings import OperatorSettings
+
+SETTINGS_FILE_ENV = "LLM_INFRA_OPERATOR_SETTINGS_FILE"
 
 
 def register(subcommands: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
@@ -13,9 +17,18 @@ def register(subcommands: argparse._SubParsersAction[argparse.ArgumentParser]) -
         "operator",
         help="run the Kubernetes operator",
         description="Reconcile VectorCollections, ConfigSources, AuditSinks and Routes until"
-        " stopped. Settings come from LLM_INFRA_OPERATOR_* variables; flags override them."
-        " Credentials: the pod's service account, else $KUBECONFIG.",
+        " stopped. Settings: flags > LLM_INFRA_OPERATOR_* variables > the settings file >"
+        " defaults. Credentials: --kubeconfig, else $KUBECONFIG, else the pod's service"
+        " account, else ~/.kube/config (exec credential plugins run).",
     )
+    parser.add_argument(
+        "--settings",
+        metavar="FILE",
+        type=Path,
+        help="a settings file (YAML, JSON or TOML); also $LLM_INFRA_OPERATOR_SETTINGS_FILE",
+    )
+    parser.add_argument("--kubeconfig", type=Path, help="the kubeconfig to log in with")
+    parser.add_argument("--context", dest="kube_context", help="the kubeconfig context")
     parser.add_argument(
         "-n",
         "--namespace",
@@ -40,6 +53,8 @@ def operator(args: argparse.Namespace) -> int:
     given = {
         name: value
         for name in (
+            "kubeconfig",
+            "kube_context",
             "namespaces",
             "health_host",
             "health_port",
@@ -53,7 +68,8 @@ def operator(args: argparse.Namespace) -> int:
         )
         if (value := getattr(args, name)) is not None
     }
-    settings = load_settings(OperatorSettings, init=given)
+    file = args.settings or (Path(p) if (p := os.environ.get(SETTINGS_FILE_ENV)) else None)
+    settings = load_settings(OperatorSettings, files=[file] if file else (), init=given)
     from llm_infra_operator.main import run  # here: kopf loads only for this command
 
     run(settings)

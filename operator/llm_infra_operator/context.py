@@ -11,7 +11,7 @@ import asyncio
 import logging
 from typing import TYPE_CHECKING, Any
 
-from llm_infra_operator.kube import Kube
+from llm_infra import kube, vector
 from llm_infra_operator.settings import OperatorSettings
 
 if TYPE_CHECKING:
@@ -31,9 +31,9 @@ async def _connection_error(exc: Exception) -> None:
 
 
 class Context:
-    def __init__(self, settings: OperatorSettings, kube: Kube) -> None:
+    def __init__(self, settings: OperatorSettings, client: kube.Kube) -> None:
         self.settings = settings
-        self.kube = kube
+        self.kube = client
         self._nats: NatsClient | None = None
         self._control_plane: ControlPlaneClient | None = None
         self._qdrant: dict[tuple[str | None, str | None], AsyncQdrantClient] = {}
@@ -81,17 +81,10 @@ class Context:
 
     def qdrant(self, url: str | None, api_key: str | None) -> AsyncQdrantClient:
         """A client for the Qdrant server at `url` (local mode when qdrant_location is set)."""
-        from qdrant_client import AsyncQdrantClient
-
         location = self.settings.qdrant_location
         key = (None, location) if location else (url, api_key)
         if key not in self._qdrant:
-            if location and location != ":memory:":
-                self._qdrant[key] = AsyncQdrantClient(path=location)
-            elif location:
-                self._qdrant[key] = AsyncQdrantClient(location=location)
-            else:
-                self._qdrant[key] = AsyncQdrantClient(url=url, api_key=api_key)
+            self._qdrant[key] = vector.qdrant_client(url, api_key=api_key, location=location)
         return self._qdrant[key]
 
     async def aclose(self) -> None:
@@ -104,4 +97,4 @@ class Context:
         for cached in self.shared.values():  # e.g. the ConfigSource HTTP client
             if callable(closer := getattr(cached, "aclose", None)):
                 await closer()
-        await self.kube.close()
+        await self.kube.aclose()

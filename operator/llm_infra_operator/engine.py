@@ -4,21 +4,28 @@ kopf calls `Engine.reconcile` on create, update (spec, labels, annotations:
 the force-reconcile annotation too) and resume; the resync loop calls it when
 a resource is due (drift checks, ConfigSource refresh intervals); a change to
 a ConfigMap or Secret that a resource references makes that resource due at
-once. All three run the same steps under one lock per resource:
+once. All three go through one `llm_infra.reconcile.Reconciler` (the protocol
+the control plane's feeds and standalone mode share), which runs the same steps
+under one lock per resource:
 
-  parse the body with the SDK model -> reconciler.reconcile (decide, apply)
-  -> status with observedGeneration -> one Event per condition transition
-  -> metrics -> when the failure is transient, kopf retries with backoff.
+  read the object fresh -> parse it with the SDK model -> reconciler.reconcile
+  (decide, apply) -> one Event per condition transition -> status with
+  observedGeneration -> metrics -> a span of all of it -> when the failure is
+  transient, stamina retries it in the background with capped backoff.
+
+Events go before the status: whoever sees a condition change (a user, a test)
+finds its event already there. kopf sees every reconcile succeed, so its own
+retry bookkeeping stays out of the way; a deletion's finalizer runs until it
+succeeds (`Reconciler.settle`), reporting DeletionBlocked meanwhile.
 
 The resync loop is ours rather than kopf timers because kopf adds a finalizer
 to every object a timer watches; finalizers stay where deletion must reach
-outside Kubernetes (ARCHITECTURE.md, TOOLCHAIN-NOTES.md).
+outside Kubernetes (docs/architecture.md, "The operator and kopf").
 """
 
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 import time
 from abc import ABC, abstractmethod
@@ -27,8 +34,9 @@ from dataclasses import dataclass, field
 from typing import Any, ClassVar, Generic, TypeVar
 
 import pydantic
+from opentelemetry import trace
 
-from llm_infra import errors
+from llm_infra import errors, jsondoc, kube, reconcile
 from llm_infra.api._resource import Resource, ResourceStatus
 from llm_infra_operator import metrics
 from llm_infra_operator.conditions import READY, Event, StatusConditions
@@ -84,25 +92,31 @@ class Reconciler(ABC, Generic[R]):
         return "nothing to clean up"
 
 
-class RetryLater(Exception):  # noqa: N818 - a signal to kopf's caller, not an error of ours
-    """Raised to kopf's handler wrapper: run this reconcile again after `delay` seconds."""
-
-    def __init__(self, message: str, delay: float) -> None:
-        super().__init__(message)
-        self.delay = delay
-
-
 class Engine:
     """Runs reconciles for all kinds; one instance per operator process."""
 
-    def __init__(self, ctx: Context, reconcilers: Mapping[str, Reconciler[Any]]) -> None:
+    def __init__(
+        self,
+        ctx: Context,
+        reconcilers: Mapping[str, Reconciler[Any]],
+        *,
+        tracer: trace.Tracer | None = None,
+    ) -> None:
         self.ctx = ctx
         self.reconcilers = dict(reconcilers)
+        self.tracer = tracer or trace.get_tracer(__name__)
+        settings = ctx.settings
+        self.protocol: reconcile.Reconciler[Mapping[str, Any]] = reconcile.Reconciler(
+            "operator",
+            backoff=reconcile.Backoff(initial=settings.retry_initial, maximum=settings.retry_max),
+        )
+        for kind in self.reconcilers:
+            self.protocol.register(kind, apply=self._reconcile_fresh)
         self._bodies: dict[Key, Mapping[str, Any]] = {}
         self._due: dict[Key, float] = {}
         self._refs: dict[Key, frozenset[Ref]] = {}
         self._ready: dict[Key, bool] = {}
-        self._locks: dict[Key, asyncio.Lock] = {}
+        self._outcomes: dict[Key, Outcome] = {}
         self._running: set[Key] = set()
         self._tasks: set[asyncio.Task[None]] = set()
 
@@ -112,8 +126,9 @@ class Engine:
         """Track the latest body of every watched resource (kopf event handler)."""
         key = _key(kind, body)
         if deleted:
-            for store in (self._bodies, self._due, self._refs, self._ready, self._locks):
+            for store in (self._bodies, self._due, self._refs, self._ready, self._outcomes):
                 store.pop(key, None)
+            self.protocol.forget(key)
         else:
             self._bodies[key] = body
             self._due.setdefault(key, time.monotonic() + self.ctx.settings.resync_interval)
@@ -131,28 +146,49 @@ class Engine:
 
     # -- one reconcile ----------------------------------------------------------------------
 
-    async def reconcile(self, kind: str, body: Mapping[str, Any], *, retry: int = 0) -> Outcome:
-        """Reconcile one object; raise RetryLater when a transient failure wants a retry."""
+    async def reconcile(self, kind: str, body: Mapping[str, Any]) -> Outcome:
+        """Reconcile one object now; a transient failure is retried in the background."""
         key = _key(kind, body)
-        lock = self._locks.setdefault(key, asyncio.Lock())
-        async with lock:
-            # Read again under the lock: a reconcile that ran meanwhile changed the status,
-            # and deciding from the older one would post its events twice.
-            fresh = await self.ctx.kube.resource(self.reconcilers[kind].model, key[1], key[2])
-            if fresh is None:  # deleted meanwhile: nothing to reconcile or report on
-                self.observed(kind, body, deleted=True)
-                return Outcome(self.reconcilers[kind].status_model())
-            self._bodies[key] = fresh
-            outcome = await self._reconcile(kind, fresh)
+        await self.protocol.apply(key, body)
+        outcome = self._outcomes.pop(key, None)
+        return outcome or Outcome(self.reconcilers[kind].status_model())
+
+    async def _reconcile_fresh(self, key: Key, body: Mapping[str, Any]) -> None:
+        """The protocol's handler (under the key's lock): raise Retry when it wants another go."""
+        kind = key[0]
+        # Read again under the lock: a reconcile that ran meanwhile changed the status,
+        # and deciding from the older one would post its events twice.
+        fresh = await self.ctx.kube.get(kube.Kind.of(self.reconcilers[kind].model), *key[1:])
+        if fresh is None:  # deleted meanwhile: nothing to reconcile or report on
+            self.observed(kind, body, deleted=True)
+            return
+        self._bodies[key] = fresh
+        outcome = await self._reconcile(kind, fresh)
+        self._outcomes[key] = outcome
         self._refs[key] = outcome.references
         interval = outcome.resync_after or self.ctx.settings.resync_interval
         self._due[key] = time.monotonic() + interval
         if outcome.retry:
-            delay = min(self.ctx.settings.retry_max, self.ctx.settings.retry_initial * 2**retry)
-            raise RetryLater(_ready_message(outcome.status), delay)
-        return outcome
+            raise reconcile.Retry(_ready_message(outcome.status))
 
     async def _reconcile(self, kind: str, body: Mapping[str, Any]) -> Outcome:
+        meta = body.get("metadata", {})
+        with self.tracer.start_as_current_span(
+            f"reconcile {kind}",
+            attributes={
+                "k8s.namespace.name": meta.get("namespace", ""),
+                "llm_infra.resource.kind": kind,
+                "llm_infra.resource.name": meta.get("name", ""),
+                "llm_infra.resource.generation": meta.get("generation") or 0,
+            },
+        ) as span:
+            outcome, result = await self._decide_and_apply(kind, body)
+            span.set_attribute("llm_infra.reconcile.result", result)
+            if result in ("error", "invalid") or outcome.retry:
+                span.set_status(trace.StatusCode.ERROR, _ready_message(outcome.status))
+            return outcome
+
+    async def _decide_and_apply(self, kind: str, body: Mapping[str, Any]) -> tuple[Outcome, str]:
         reconciler = self.reconcilers[kind]
         meta = body.get("metadata", {})
         generation = meta.get("generation")
@@ -164,10 +200,7 @@ class Engine:
         except pydantic.ValidationError as exc:
             # The CRD schema and CEL refuse most of this; what is left (e.g. a CRD older than
             # the operator) is reported, not retried: only a spec change can fix it.
-            problems = "; ".join(
-                f"{'.'.join(map(str, e['loc']))}: {e['msg']}"
-                for e in exc.errors(include_input=False)  # the input may hold secrets
-            )
+            problems = errors.validation_text(exc)  # never the input: it may hold secrets
             conditions.set("SpecValid", False, "InvalidSpec", f"{problems}: fix the manifest")
             conditions.ready("InvalidSpec")
             outcome = Outcome(previous.model_copy())
@@ -197,7 +230,7 @@ class Engine:
         if ready is not None and ready.status != "True":
             metrics.ERRORS.labels(kind, ready.reason).inc()
         await self._record(reconciler.model, body, previous, outcome, conditions)
-        return outcome
+        return outcome, result
 
     async def _record(
         self,
@@ -207,24 +240,43 @@ class Engine:
         outcome: Outcome,
         conditions: StatusConditions,
     ) -> None:
+        # Events first: a condition that shows its change has its event posted already.
+        for event in [*conditions.transitions(), *outcome.events]:
+            await self.ctx.kube.post_event(body, event.type, event.reason, event.message)
         new = outcome.status.to_wire()
         old = previous.to_wire()
         if new != old:
-            patch: dict[str, Any] = {k: None for k in old if k not in new}  # merge patch: drop
-            patch.update(new)
             meta = body["metadata"]
-            await self.ctx.kube.patch_status(model, meta["namespace"], meta["name"], patch)
-        for event in [*conditions.transitions(), *outcome.events]:
-            await self.ctx.kube.post_event(body, event.type, event.reason, event.message)
+            # Deleted meanwhile (404): nothing is left to report on.
+            await self.ctx.kube.patch(
+                kube.Kind.of(model),
+                meta["namespace"],
+                meta["name"],
+                {"status": jsondoc.merge_patch_diff(old, new)},
+                status=True,
+                missing_ok=True,
+            )
 
-    async def finalize(self, kind: str, body: Mapping[str, Any], *, retry: int = 0) -> str:
-        """Run the deletion policy; raise RetryLater (keeping the finalizer) until it succeeds."""
+    async def finalize(self, kind: str, body: Mapping[str, Any]) -> str:
+        """Run the deletion policy until it succeeds (the finalizer stays meanwhile)."""
+        key = _key(kind, body)
+        done: list[str] = []
+
+        async def attempt(key: Key, stale: Mapping[str, Any]) -> None:
+            # The spec may change while the object waits (deleteUndelivered): read it fresh.
+            model = self.reconcilers[kind].model
+            current = await self.ctx.kube.get(kube.Kind.of(model), key[1], key[2]) or stale
+            done.append(await self._finalize_once(kind, current))
+
+        await self.protocol.settle(key, body, attempt)
+        return done[-1]
+
+    async def _finalize_once(self, kind: str, body: Mapping[str, Any]) -> str:
         reconciler = self.reconcilers[kind]
         obj = reconciler.model.model_validate(body)
         try:
             done = await reconciler.finalize(obj, body)
         except errors.InfraError as exc:
-            delay = min(self.ctx.settings.retry_max, self.ctx.settings.retry_initial * 2**retry)
             previous = _previous_status(reconciler.status_model, body)
             conditions = StatusConditions(previous.conditions, body["metadata"].get("generation"))
             conditions.set(READY, False, "DeletionBlocked", str(exc))
@@ -233,7 +285,9 @@ class Engine:
             outcome.status.observed_generation = body["metadata"].get("generation")
             outcome.status.conditions = conditions.conditions
             await self._record(reconciler.model, body, previous, outcome, conditions)
-            raise RetryLater(f"deletion blocked: {exc}", delay) from None
+            # Retried whatever the error: undelivered records or a spec that forbids it now
+            # may change; the object waits with its finalizer.
+            raise reconcile.Retry(f"deletion blocked: {exc.message}") from None
         await self.ctx.kube.post_event(body, "Normal", "Deleted", done)
         return done
 
@@ -245,21 +299,23 @@ class Engine:
         while True:
             now = time.monotonic()
             for key, due in list(self._due.items()):
-                if due <= now and key not in self._running and key in self._bodies:
-                    self._running.add(key)
-                    task = asyncio.create_task(self._resync(key, workers))
-                    self._tasks.add(task)
-                    task.add_done_callback(self._tasks.discard)
+                if due > now or key in self._running or key not in self._bodies:
+                    continue
+                if self.protocol.retrying(key):
+                    continue  # its retry is the reconcile it is due for
+                self._running.add(key)
+                task = asyncio.create_task(self._resync(key, workers))
+                self._tasks.add(task)
+                task.add_done_callback(self._tasks.discard)
             await asyncio.sleep(tick)
 
     async def _resync(self, key: Key, workers: asyncio.Semaphore) -> None:
         try:
             async with workers:
-                body = self._bodies.get(key)  # reconcile() reads it again under the lock
+                body = self._bodies.get(key)  # read again under the key's lock
                 if body is None or body.get("metadata", {}).get("deletionTimestamp"):
                     return
-                with contextlib.suppress(RetryLater):  # next due time is already set
-                    await self.reconcile(key[0], body)
+                await self.reconcile(key[0], body)
         except Exception:  # noqa: BLE001 - keep the loop alive whatever one resource does
             _log.exception("resync of %s %s/%s failed", *key)
             self._due[key] = time.monotonic() + self.ctx.settings.retry_max
@@ -270,6 +326,7 @@ class Engine:
         for task in list(self._tasks):
             task.cancel()
         await asyncio.gather(*self._tasks, return_exceptions=True)
+        await self.protocol.aclose()
 
 
 def _key(kind: str, body: Mapping[str, Any]) -> Key:
@@ -294,4 +351,4 @@ def _ready_message(status: ResourceStatus) -> str:
     return f"{ready.reason}: {ready.message}" if ready else "not ready"
 
 
-__all__ = ["Engine", "Outcome", "Reconciler", "RetryLater"]
+__all__ = ["Engine", "Outcome", "Reconciler"]

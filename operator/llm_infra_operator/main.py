@@ -1,8 +1,12 @@
 """The kopf application: handler registration for the four kinds, start-up and shut-down.
 
-`run(settings)` is what `llm-infra operator` calls. Progress and diff-base are
-kept in annotations (a strict status schema would prune kopf's `status.kopf`);
-peering is off unless a peering name is given; logs are JSON by default.
+`run(settings)` is what `llm-infra operator` calls. kopf logs in through our
+login handler, which asks `llm_infra.kube` for the credentials (kubeconfig with
+exec plugins, or the pod's service account) and hands them to kopf; kopf calls
+it again after a 401. Our own calls go through one `llm_infra.kube.Kube`.
+Progress and diff-base are kept in annotations (a strict status schema would
+prune kopf's `status.kopf`); peering is off unless a peering name is given;
+logs are JSON by default; telemetry goes where `settings.otel` says.
 """
 
 from __future__ import annotations
@@ -14,11 +18,11 @@ from typing import Any
 
 import kopf
 
+from llm_infra import kube, otel
 from llm_infra.api.v1alpha1 import AuditSink, ConfigSource, Route, VectorCollection
 from llm_infra_operator import metrics
 from llm_infra_operator.context import Context
-from llm_infra_operator.engine import Engine, Reconciler, RetryLater
-from llm_infra_operator.kube import Kube
+from llm_infra_operator.engine import Engine, Reconciler
 from llm_infra_operator.reconcilers.auditsink import AuditSinkReconciler
 from llm_infra_operator.reconcilers.configsource import ConfigSourceReconciler
 from llm_infra_operator.reconcilers.route import RouteReconciler
@@ -31,6 +35,8 @@ RECONCILERS: Mapping[str, type[Reconciler[Any]]] = {
     AuditSink.crd.kind: AuditSinkReconciler,
     Route.crd.kind: RouteReconciler,
 }
+COMPONENT = "llm-infra-operator"
+"""How the operator names itself: Events, field manager, telemetry's service.name."""
 FORCE_RECONCILE_ANNOTATION = "infra.llmdevops.io/reconcile-requested-at"
 """Set or change it (e.g. to a timestamp) to reconcile a resource now."""
 ANNOTATION_PREFIX = "infra.llmdevops.io"
@@ -46,8 +52,10 @@ def build_registry() -> kopf.OperatorRegistry:
     registry = kopf.OperatorRegistry()
 
     @kopf.on.login(registry=registry)
-    def login(**kwargs: Any) -> kopf.ConnectionInfo | None:
-        return kopf.login_with_service_account(**kwargs) or kopf.login_with_kubeconfig(**kwargs)
+    async def login(memo: kopf.Memo, **_: Any) -> kopf.ConnectionInfo:
+        config: OperatorSettings = memo.operator_settings
+        credentials = await kube.load_credentials(config.kubeconfig, context=config.kube_context)
+        return connection_info(credentials)
 
     @kopf.on.startup(registry=registry)
     async def startup(settings: kopf.OperatorSettings, memo: kopf.Memo, **_: Any) -> None:
@@ -60,8 +68,14 @@ def build_registry() -> kopf.OperatorRegistry:
         settings.posting.reporting_component = "llm-infra-operator"
         settings.posting.level = logging.WARNING  # our own events say what happened
         settings.execution.max_workers = 4
-        ctx = Context(config, await Kube.connect())
-        engine = Engine(ctx, {kind: cls(ctx) for kind, cls in RECONCILERS.items()})
+        client = await kube.Kube.connect(
+            config.kubeconfig, context=config.kube_context, component=COMPONENT
+        )
+        ctx = Context(config, client)
+        telemetry = _telemetry(config)
+        memo.telemetry = telemetry
+        tracer = telemetry.tracer(__name__) if telemetry is not None else None
+        engine = Engine(ctx, {kind: cls(ctx) for kind, cls in RECONCILERS.items()}, tracer=tracer)
         memo.engine = engine
         memo.resync = asyncio.create_task(engine.run())
         metrics.serve(config.health_host, config.metrics_port)
@@ -72,6 +86,8 @@ def build_registry() -> kopf.OperatorRegistry:
         memo.resync.cancel()
         await memo.engine.aclose()
         await memo.engine.ctx.aclose()
+        if memo.telemetry is not None:
+            memo.telemetry.shutdown()
 
     @kopf.on.probe(id="reconcilers", registry=registry)
     def probe(memo: kopf.Memo, **_: Any) -> int:
@@ -91,26 +107,22 @@ def _register_kind(
     crd = reconciler.model.crd
     resource = (crd.group, crd.version, crd.plural)
 
-    async def reconcile(body: kopf.Body, memo: kopf.Memo, retry: int, **_: Any) -> None:
-        try:
-            await memo.engine.reconcile(kind, _plain(body), retry=retry)
-        except RetryLater as later:
-            raise kopf.TemporaryError(str(later), delay=later.delay) from None
+    async def reconcile(body: kopf.Body, memo: kopf.Memo, **_: Any) -> None:
+        # Never fails for kopf: the engine retries transient failures itself, with backoff.
+        await memo.engine.reconcile(kind, _plain(body))
 
     async def observe(body: kopf.Body, type: str | None, memo: kopf.Memo, **_: Any) -> None:
         memo.engine.observed(kind, _plain(body), deleted=type == "DELETED")
 
-    async def finalize(body: kopf.Body, memo: kopf.Memo, retry: int, **_: Any) -> None:
-        try:
-            await memo.engine.finalize(kind, _plain(body), retry=retry)
-        except RetryLater as later:
-            raise kopf.TemporaryError(str(later), delay=later.delay) from None
+    async def finalize(body: kopf.Body, memo: kopf.Memo, **_: Any) -> None:
+        # Returns once the deletion policy is carried out; the finalizer stays until then.
+        await memo.engine.finalize(kind, _plain(body))
 
     def needs_finalizer(spec: kopf.Spec, **_: Any) -> bool:
         return reconciler.needs_finalizer(dict(spec))
 
     for cause in (kopf.on.create, kopf.on.update, kopf.on.resume):
-        cause(*resource, id="reconcile", registry=registry, backoff=1)(reconcile)
+        cause(*resource, id="reconcile", registry=registry)(reconcile)
     kopf.on.event(*resource, id="observe", registry=registry)(observe)
     # A finalizer only on objects whose deletion must reach outside Kubernetes.
     kopf.on.delete(*resource, id="finalize", registry=registry, when=needs_finalizer)(finalize)
@@ -124,6 +136,34 @@ def _register_reference(registry: kopf.OperatorRegistry, ref_kind: str, plural: 
             memo.engine.referenced_changed(namespace, ref_kind, name)
 
     kopf.on.event("", "v1", plural, id=f"referenced-{plural}", registry=registry)(changed)
+
+
+def connection_info(credentials: kube.Credentials) -> kopf.ConnectionInfo:
+    """kopf's view of credentials from `llm_infra.kube` (exec plugins already run)."""
+    return kopf.ConnectionInfo(
+        server=credentials.server,
+        ca_path=credentials.ca_file,
+        ca_data=credentials.ca_data,
+        insecure=credentials.insecure,
+        token=credentials.current_token(),
+        certificate_path=credentials.cert_file,
+        certificate_data=credentials.cert_data,
+        private_key_path=credentials.key_file,
+        private_key_data=credentials.key_data,
+        default_namespace=credentials.namespace,
+        # kopf logs in again at this time (exec credentials), or after a 401 (the rest).
+        expiration=credentials.expires_at,
+    )
+
+
+def _telemetry(settings: OperatorSettings) -> otel.OtelGuard | None:
+    """Traces (a span per reconcile) and metrics to the configured exporter, if any."""
+    config = settings.otel
+    if config.exporter == "none":
+        return None
+    if config.service_name == otel.OtelConfig().service_name:
+        config = config.model_copy(update={"service_name": COMPONENT})
+    return otel.init_otel(config)
 
 
 def _plain(body: kopf.Body) -> dict[str, Any]:

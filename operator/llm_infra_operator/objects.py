@@ -9,8 +9,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 
-from llm_infra import config, errors
-from llm_infra_operator.kube import Kube
+from llm_infra import config, errors, kube
 
 
 class KubeObjectReader:
@@ -20,8 +19,10 @@ class KubeObjectReader:
     when its `auth.kubernetes.serviceAccountName` is unset.
     """
 
-    def __init__(self, kube: Kube, namespace: str, service_account_default: str | None = None):
-        self.kube = kube
+    def __init__(
+        self, client: kube.Kube, namespace: str, service_account_default: str | None = None
+    ) -> None:
+        self.kube = client
         self.namespace = namespace
         self.service_account_default = service_account_default
 
@@ -29,10 +30,11 @@ class KubeObjectReader:
         return f"KubeObjectReader(namespace={self.namespace!r})"
 
     async def config_map(self, name: str) -> Mapping[str, str] | None:
-        return await self.kube.config_map(self.namespace, name)
+        found = await self.kube.get(kube.CONFIGMAPS, self.namespace, name)
+        return None if found is None else dict(found.get("data") or {})
 
     async def secret(self, name: str) -> Mapping[str, str] | None:
-        return await self.kube.secret(self.namespace, name)
+        return await self.kube.secret_data(self.namespace, name)
 
     async def service_account_token(self, name: str | None, audiences: Sequence[str]) -> str:
         account = name or self.service_account_default
@@ -48,7 +50,7 @@ class KubeObjectReader:
                 " that the OpenBao/Vault role accepts",
                 key="serviceAccountName",
             )
-        return await self.kube.service_account_token(self.namespace, account, audiences)
+        return await self.kube.token_request(self.namespace, account, audiences)
 
 
 __all__ = ["KubeObjectReader"]

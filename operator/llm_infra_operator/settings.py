@@ -8,12 +8,14 @@ the chart sets up: Services named after the components, in the same namespace.
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Literal
 
 from pydantic import Field, SecretStr
 from pydantic_settings import SettingsConfigDict
 
 from llm_infra.config import InfraSettings
+from llm_infra.otel import OtelConfig
 
 
 class OperatorSettings(InfraSettings):
@@ -26,6 +28,11 @@ class OperatorSettings(InfraSettings):
         validate_default=True,
     )
 
+    kubeconfig: Path | None = None
+    """The kubeconfig to log in with; unset: the pod's service account, else $KUBECONFIG, else
+    ~/.kube/config. Exec credential plugins (EKS, GKE, AKS, OIDC) are run."""
+    kube_context: str | None = None
+    """The kubeconfig context; unset: its current-context."""
     namespaces: list[str] = Field(default_factory=list)
     """Namespaces (or glob patterns) to watch; all namespaces when empty. Watching a list lets
     the operator read Secrets through per-namespace Roles only (least privilege)."""
@@ -67,3 +74,6 @@ class OperatorSettings(InfraSettings):
     """Longest delay between retries, in seconds."""
     workers: int = Field(8, ge=1, le=256)
     """Reconciles the background resync runs at once."""
+    otel: OtelConfig = Field(default_factory=OtelConfig.from_env)
+    """Telemetry (a span per reconcile): exporter, endpoint, service name, resource attributes;
+    defaults from the standard OTEL_* variables, LLM_INFRA_OPERATOR_OTEL__* override them."""

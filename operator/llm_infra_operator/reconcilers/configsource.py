@@ -30,16 +30,17 @@ import base64
 import datetime
 import logging
 from collections.abc import Mapping, Sequence
-from typing import Any
+from typing import Any, cast
 
 import httpx
+import kopf
 
-from llm_infra import config, errors
+from llm_infra import config, errors, kube
 from llm_infra.api.conditions import Condition, get_condition
 from llm_infra.api.v1alpha1 import ConfigSource
 from llm_infra.api.v1alpha1._common import duration_seconds
 from llm_infra.api.v1alpha1.configsource import ConfigSourceSpec, ConfigSourceStatus
-from llm_infra_operator import kube, objects
+from llm_infra_operator import objects
 from llm_infra_operator.conditions import Event, StatusConditions
 from llm_infra_operator.engine import Outcome, Reconciler, Ref
 
@@ -51,6 +52,7 @@ ROLLOUT_ANNOTATION = "infra.llmdevops.io/config-hash"
 """Pod-template annotation whose change makes Kubernetes roll the workload out."""
 
 NOTIFIED = "Notified"
+_OUTPUT_KINDS = {"ConfigMap": kube.CONFIGMAPS, "Secret": kube.SECRETS}
 _HTTP_CACHE = "configsource.http_cache"
 _HTTP_CLIENT = "configsource.http_client"
 
@@ -104,7 +106,7 @@ def decide_outputs(
         "annotations": {**spec.target.annotations, HASH_ANNOTATION: resolution.content_hash},
     }
     if spec.target.deletion_policy == "Delete":
-        metadata["ownerReferences"] = [kube.owner_reference(body)]
+        metadata["ownerReferences"] = [kopf.build_owner_reference(cast(kopf.Body, body))]
     outputs: list[Manifest] = [
         {
             "apiVersion": "v1",
@@ -358,11 +360,11 @@ class ConfigSourceReconciler(Reconciler[ConfigSource]):
         body: Mapping[str, Any],
     ) -> None:
         """Apply the outputs that differ from what is there; delete our stale ones."""
-        kube_ = self.ctx.kube
+        client = self.ctx.kube
         owner_uid = str(body["metadata"]["uid"])
         for output in outputs:
             kind, output_name = output["kind"], output["metadata"]["name"]
-            existing = await kube_.read(kind, namespace, output_name)
+            existing = await client.get(_OUTPUT_KINDS[kind], namespace, output_name)
             if existing is not None and not owned_by(name, existing):
                 field = "configMapName" if kind == "ConfigMap" else "secretName"
                 raise errors.Conflict(
@@ -372,11 +374,11 @@ class ConfigSourceReconciler(Reconciler[ConfigSource]):
                     service="kubernetes",
                 )
             if needs_write(output, existing, owner_uid):
-                await kube_.apply(output)
+                await client.apply(output)
         for kind, stale in decide_stale(name, spec, previous, outputs):
-            existing = await kube_.read(kind, namespace, stale)
+            existing = await client.get(_OUTPUT_KINDS[kind], namespace, stale)
             if existing is not None and owned_by(name, existing):
-                await kube_.delete(kind, namespace, stale)
+                await client.delete(_OUTPUT_KINDS[kind], namespace, stale)
 
     async def _notify(
         self,
@@ -422,12 +424,21 @@ class ConfigSourceReconciler(Reconciler[ConfigSource]):
         labels = selector.match_labels if selector is not None else {}
         done: list[tuple[str, str]] = []
         try:
-            found = await self.ctx.kube.workloads(namespace, spec.on_change.workload_kinds, labels)
-            for kind, workload in found:
-                await self.ctx.kube.annotate_pod_template(
-                    namespace, kind, workload, {ROLLOUT_ANNOTATION: content_hash}
+            for kind in spec.on_change.workload_kinds:
+                listed = await self.ctx.kube.list(
+                    kube.WORKLOADS[kind], namespace=namespace, labels=labels
                 )
-                done.append((kind, workload))
+                for workload in listed.items:
+                    workload_name = workload["metadata"]["name"]
+                    # A changed pod-template annotation is what makes Kubernetes roll it out.
+                    template = {"metadata": {"annotations": {ROLLOUT_ANNOTATION: content_hash}}}
+                    await self.ctx.kube.patch(
+                        kube.WORKLOADS[kind],
+                        namespace,
+                        workload_name,
+                        {"spec": {"template": template}},
+                    )
+                    done.append((kind, workload_name))
         except errors.InfraError as exc:
             return done, exc
         return done, None

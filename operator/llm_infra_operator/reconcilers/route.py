@@ -22,13 +22,14 @@ from __future__ import annotations
 
 from collections.abc import Collection, Mapping, Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, cast
 
-from llm_infra import router
+import kopf
+
+from llm_infra import kube, router
 from llm_infra.api.conditions import get_condition
 from llm_infra.api.v1alpha1 import Route
 from llm_infra.api.v1alpha1.route import RouteSpec, RouteStatus, TargetStatus
-from llm_infra_operator import kube
 from llm_infra_operator.conditions import Event, StatusConditions
 from llm_infra_operator.engine import Outcome, Reconciler
 
@@ -118,7 +119,7 @@ def decide_table_configmap(body: Mapping[str, Any], table: router.RouteTable) ->
             # "true", not the Route's name: label values stop at 63 characters, names do not.
             "labels": {router.ROUTE_TABLE_LABEL: "true"},
             "annotations": {TABLE_HASH_ANNOTATION: table.version},
-            "ownerReferences": [kube.owner_reference(body)],
+            "ownerReferences": [kopf.build_owner_reference(cast(kopf.Body, body))],
         },
         "data": {router.ROUTE_TABLE_KEY: table.to_json()},
     }
@@ -287,11 +288,11 @@ class RouteReconciler(Reconciler[Route]):
         found: dict[str, frozenset[str] | None] = {}
         for _, ref in router.credential_refs(spec):
             if ref.name not in found:
-                secret = await self.ctx.kube.secret(namespace, ref.name)
+                secret = await self.ctx.kube.secret_data(namespace, ref.name)
                 # Only the key names leave this line; the values are dropped here.
                 found[ref.name] = frozenset(secret) if secret is not None else None
         return found
 
     async def _configmap(self, namespace: str, name: str) -> dict[str, Any] | None:
         """The table ConfigMap as served (what `decide_table_stale` compares); None when absent."""
-        return await self.ctx.kube.read("ConfigMap", namespace, name)
+        return await self.ctx.kube.get(kube.CONFIGMAPS, namespace, name)

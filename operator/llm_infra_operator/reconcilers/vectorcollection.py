@@ -39,7 +39,7 @@ def decide_target(
     namespace: str, name: str, spec: VectorCollectionSpec, settings: OperatorSettings
 ) -> Target:
     """The backend and Qdrant collection name of the spec, the operator's defaults filling in."""
-    collection = spec.collection_name or f"{namespace}-{name}"
+    collection = spec.engine_collection(namespace, name)
     if spec.backend is not None and spec.backend.qdrant is not None:
         qdrant = spec.backend.qdrant
         return Target("qdrant", collection, qdrant.url, qdrant.grpc)
@@ -197,7 +197,7 @@ class VectorCollectionReconciler(Reconciler[VectorCollection]):
         if ref is None:
             settings_key = self.ctx.settings.qdrant_api_key
             return settings_key.get_secret_value() if settings_key else None
-        secret = await self.ctx.kube.secret(obj.metadata.namespace or "", ref.name)
+        secret = await self.ctx.kube.secret_data(obj.metadata.namespace or "", ref.name)
         if secret is None or ref.key not in secret:
             raise errors.NotFound(
                 f"spec.backend.qdrant.apiKeySecretRef: Secret {ref.name} with key {ref.key} not"
