@@ -1,40 +1,54 @@
-"""Settings of the control plane process: built once at start-up and injected, never global."""
+"""Settings of the control plane process: built once at start-up and injected, never global.
+
+One pydantic-settings model (`llm_infra.config.InfraSettings`), read by
+`load(...)` from, highest first:
+
+1. flags of `llm-infra up` / `llm-infra serve` (``--port 9000``);
+2. environment variables ``LLM_INFRA_<FIELD>`` (``LLM_INFRA_NATS_URL``; nested
+   with ``__``: ``LLM_INFRA_OTEL__ENDPOINT``; lists and records as JSON:
+   ``LLM_INFRA_API_KEYS='[{"key_id": ...}]'``);
+3. a settings file (YAML, JSON or TOML), ``--settings FILE`` or
+   ``LLM_INFRA_SETTINGS_FILE``: the chart mounts one from a ConfigMap or Secret;
+4. the defaults below, which suit `llm-infra up` on a laptop.
+
+A value that does not fit is a ConfigError naming the key and the source that
+gave it (never the value: it may be an API key record). `serve_problems` lists
+what `llm-infra serve` needs and lacks, so it refuses to start with the fix.
+"""
 
 from __future__ import annotations
 
 import os
+from collections.abc import Mapping
 from pathlib import Path
+from typing import Any
 
-from pydantic import BaseModel, Field
+from pydantic import Field
+from pydantic_settings import SettingsConfigDict
 
-from llm_infra import auth
-from llm_infra_controlplane.security import AccessRule, AuthMode
+from llm_infra import auth, config
+from llm_infra.otel import OtelConfig
+from llm_infra_controlplane.access.policy import AccessRule, AuthMode
+from llm_infra_controlplane.access.service import JwtSettings
 
-DATA_DIR_ENV = "LLM_INFRA_DATA_DIR"
-KUBE_FEEDS_ENV = "LLM_INFRA_KUBE_FEEDS"
-KUBECONFIG_ENV = "LLM_INFRA_KUBECONFIG"
-WATCH_NAMESPACE_ENV = "LLM_INFRA_WATCH_NAMESPACE"
+SETTINGS_FILE_ENV = "LLM_INFRA_SETTINGS_FILE"
 
 
 def default_data_dir() -> Path:
-    """$LLM_INFRA_DATA_DIR, else the XDG data home's llm-infra folder (~/.local/share/llm-infra)."""
-    if configured := os.environ.get(DATA_DIR_ENV):
-        return Path(configured).expanduser()
+    """The XDG data home's llm-infra folder (~/.local/share/llm-infra)."""
     data_home = os.environ.get("XDG_DATA_HOME") or Path.home() / ".local" / "share"
     return Path(data_home) / "llm-infra"
 
 
-def _env_flag(name: str) -> bool:
-    return os.environ.get(name, "").strip().lower() in ("1", "true", "yes", "on")
+class Settings(config.InfraSettings):
+    """Where the control plane listens and keeps its data, and who may call it."""
 
-
-def _env_path(name: str) -> Path | None:
-    value = os.environ.get(name)
-    return Path(value).expanduser() if value else None
-
-
-class Settings(BaseModel):
-    """Where the control plane listens and keeps its data. Standalone defaults: loopback only."""
+    model_config = SettingsConfigDict(
+        env_prefix="LLM_INFRA_",
+        env_nested_delimiter="__",
+        extra="ignore",
+        validate_default=True,
+    )
 
     host: str = Field(
         "127.0.0.1", description="address to bind; 0.0.0.0 only behind a network policy"
@@ -53,25 +67,25 @@ class Settings(BaseModel):
         " VectorCollection's Qdrant server, where none can run",
     )
     kube_feeds: bool = Field(
-        default_factory=lambda: _env_flag(KUBE_FEEDS_ENV),
+        False,
         description="in a cluster: serve what the operator writes (ConfigSource outputs, route"
-        " tables, AuditSinks, Qdrant-backed VectorCollections) by watching the API server;"
-        " also $LLM_INFRA_KUBE_FEEDS",
+        " tables, AuditSinks, Qdrant-backed VectorCollections) by watching the API server",
     )
     kubeconfig: Path | None = Field(
-        default_factory=lambda: _env_path(KUBECONFIG_ENV),
+        None,
         description="the feeds' credentials; unset: $KUBECONFIG, else the pod's service"
-        " account, else ~/.kube/config; also $LLM_INFRA_KUBECONFIG",
+        " account, else ~/.kube/config",
     )
+    kube_context: str | None = Field(None, description="the kubeconfig context; unset: current")
     watch_namespace: str | None = Field(
-        default_factory=lambda: os.environ.get(WATCH_NAMESPACE_ENV) or None,
+        None,
         description="the one namespace the feeds watch (a Role suffices); unset: all namespaces"
-        " (a ClusterRole); also $LLM_INFRA_WATCH_NAMESPACE",
+        " (a ClusterRole)",
     )
     nats_url: str | None = Field(
         None,
         description="NATS with JetStream (audit streams, config events); `llm-infra up` starts"
-        " a nats-server child process when unset",
+        " a nats-server child process when unset, `llm-infra serve` requires it",
     )
     resources_dir: Path | None = Field(
         None,
@@ -85,9 +99,9 @@ class Settings(BaseModel):
     )
     standalone_admin_key: bool = Field(
         True,
-        description="API key modes: keep an admin key in <data_dir>/admin-key.json (its hash"
-        " only), created and printed once on the first start; false in a cluster, where keys"
-        " come from api_keys",
+        description="API key modes of `llm-infra up`: keep an admin key in"
+        " <data_dir>/admin-key.json (its hash only), created and printed once on the first"
+        " start; `llm-infra serve` never makes one (keys come from api_keys)",
     )
     api_keys: tuple[auth.ApiKeyRecord, ...] = Field(
         (),
@@ -100,7 +114,7 @@ class Settings(BaseModel):
         " the operator needs admin on collections",
     )
     jwt_jwks_url: str | None = Field(
-        None, description="JWT modes: the identity provider's JWKS URL (https)"
+        None, description="JWT modes: the identity provider's JWKS URL"
     )
     jwt_issuer: str | None = Field(None, description="JWT modes: the required `iss`")
     jwt_audience: str = Field("llm-infra", description="JWT modes: the required `aud`")
@@ -111,3 +125,54 @@ class Settings(BaseModel):
     jwt_groups_claim: str = Field(
         "groups", description="JWT modes: the claim (dotted path) holding the caller's groups"
     )
+    otel: OtelConfig = Field(
+        default_factory=OtelConfig.from_env,
+        description="telemetry: exporter, OTLP endpoint, service name, resource attributes;"
+        " defaults from the standard OTEL_* variables",
+    )
+
+    @property
+    def jwt(self) -> JwtSettings:
+        return JwtSettings(
+            jwks_url=self.jwt_jwks_url,
+            issuer=self.jwt_issuer,
+            audience=self.jwt_audience,
+            algorithms=self.jwt_algorithms,
+            groups_claim=self.jwt_groups_claim,
+        )
+
+    def serve_problems(self) -> list[str]:
+        """What `llm-infra serve` lacks, one line per missing setting with how to set it."""
+        problems = []
+        if not self.nats_url:
+            problems.append(
+                "nats_url is not set: point it at NATS with JetStream"
+                " (LLM_INFRA_NATS_URL=nats://nats:4222, or nats_url in the settings file)"
+            )
+        if self.auth_mode == "api-key" and not self.api_keys:
+            problems.append(
+                "api_keys is empty with auth_mode api-key: nobody could call the API;"
+                " provision key records (LLM_INFRA_API_KEYS, or api_keys in the settings file)"
+                " or choose auth_mode jwt"
+            )
+        if self.auth_mode in ("jwt", "api-key+jwt"):
+            problems.extend(
+                f"{field} is not set with auth_mode {self.auth_mode}: set it"
+                f" (LLM_INFRA_{field.upper()}, or {field} in the settings file)"
+                for field in ("jwt_jwks_url", "jwt_issuer")
+                if not getattr(self, field)
+            )
+        return problems
+
+
+def load(*, flags: Mapping[str, Any] | None = None, settings_file: Path | None = None) -> Settings:
+    """The settings of this process: `flags` > environment > settings file > defaults.
+
+    The file is `settings_file`, else $LLM_INFRA_SETTINGS_FILE, else none.
+    """
+    file = settings_file or (Path(p) if (p := os.environ.get(SETTINGS_FILE_ENV)) else None)
+    given = {k: v for k, v in (flags or {}).items() if v is not None}
+    return config.load_settings(Settings, files=[file] if file else (), init=given)
+
+
+__all__ = ["SETTINGS_FILE_ENV", "Settings", "default_data_dir", "load"]

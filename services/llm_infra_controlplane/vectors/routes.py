@@ -48,9 +48,10 @@ from llm_infra.client import (
     UpsertResult,
 )
 from llm_infra.vector import MetadataFilter, VectorStore
-from llm_infra_controlplane import problems, security
-from llm_infra_controlplane.deps import CollectionsDep
-from llm_infra_controlplane.routes.collections import Name, Namespace
+from llm_infra_controlplane.access.policy import READ_ONLY_ROUTE
+from llm_infra_controlplane.vectors.registry import CollectionRegistry
+from llm_infra_controlplane.web import deps, problems
+from llm_infra_controlplane.web.params import Name, Namespace
 
 _logger = logging.getLogger(__name__)
 _DIGITS = re.compile(r"[0-9]+")
@@ -89,6 +90,7 @@ router = APIRouter(
     tags=["vectors"],
     route_class=_VectorRoute,
 )
+CollectionsDep = Annotated[CollectionRegistry, deps.state("collections")]
 
 PointIdPath = Annotated[
     str,
@@ -127,7 +129,7 @@ async def upsert_points(
     "/search",
     response_model=SearchResult,
     summary="The k nearest points to a vector, best first",
-    openapi_extra=security.READ_ONLY_ROUTE,  # a POST that only reads
+    openapi_extra=READ_ONLY_ROUTE,  # a POST that only reads
 )
 async def search(
     namespace: Namespace, name: Name, body: SearchRequest, registry: CollectionsDep
@@ -151,7 +153,7 @@ async def search(
     "/search/batch",
     response_model=SearchBatchResult,
     summary="Many searches in one request, answered in order",
-    openapi_extra=security.READ_ONLY_ROUTE,  # a POST that only reads
+    openapi_extra=READ_ONLY_ROUTE,  # a POST that only reads
 )
 async def search_batch(
     namespace: Namespace, name: Name, body: SearchBatchRequest, registry: CollectionsDep
@@ -232,7 +234,7 @@ async def delete_points(
     "/count",
     response_model=CountResult,
     summary="Points stored, or matching a filter; exact",
-    openapi_extra=security.READ_ONLY_ROUTE,  # a POST that only reads
+    openapi_extra=READ_ONLY_ROUTE,  # a POST that only reads
 )
 async def count_points(
     namespace: Namespace, name: Name, registry: CollectionsDep, body: CountRequest | None = None

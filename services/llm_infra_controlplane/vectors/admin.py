@@ -4,24 +4,22 @@ The operator calls it (through `llm_infra.client.ControlPlaneClient`) for
 `backend.embedded` collections, which this process owns. The path names the
 VectorCollection (namespace/name); the body or `collectionName` names the
 collection in the engine. The work is `CollectionRegistry`'s; errors answer
-as problems (`problems.py`).
+as problems (`web.problems`).
 """
 
 from __future__ import annotations
 
 from typing import Annotated
 
-from fastapi import APIRouter, Path, Query
+from fastapi import APIRouter, Query
 
 from llm_infra.client import CollectionInfo, CollectionName, DropResult, EnsureCollectionRequest
-from llm_infra_controlplane.deps import CollectionsDep
+from llm_infra_controlplane.vectors.routes import CollectionsDep
+from llm_infra_controlplane.web.params import Name, Namespace
 
 # Authentication plugs in here, as a router dependency, with the rest of the /v1 API.
 router = APIRouter(prefix="/v1/namespaces/{namespace}/collections", tags=["collections"])
 
-# Kubernetes' rules: a namespace is a DNS label, an object name a DNS subdomain.
-Namespace = Annotated[str, Path(pattern=r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$", max_length=63)]
-Name = Annotated[str, Path(pattern=r"^[a-z0-9]([-a-z0-9.]*[a-z0-9])?$", max_length=253)]
 NameQuery = Annotated[
     CollectionName | None,
     Query(

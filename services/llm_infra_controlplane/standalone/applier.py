@@ -20,9 +20,7 @@ has one replica (there is one nats-server) and its file sinks write below
 from __future__ import annotations
 
 import asyncio
-import base64
 import contextlib
-import hashlib
 import logging
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
@@ -33,18 +31,19 @@ import pydantic
 import watchfiles
 import yaml
 
-from llm_infra import config, errors, router
+from llm_infra import config, errors, jsondoc, kube, reconcile, router
 from llm_infra.api.v1alpha1 import KINDS, AuditSink, ConfigSource, Route, VectorCollection
 from llm_infra.api.v1alpha1._common import duration_seconds
-from llm_infra_controlplane.audit_service import AuditService
-from llm_infra_controlplane.collection_registry import CollectionRegistry
-from llm_infra_controlplane.config_store import ConfigStore
+from llm_infra_controlplane.audit.service import AuditService
+from llm_infra_controlplane.configs.store import ConfigStore
+from llm_infra_controlplane.vectors.registry import CollectionRegistry
 
 DEFAULT_NAMESPACE = "default"
 YAML = (".yaml", ".yml")
 KIND_BY_NAME = {kind.crd.kind: kind for kind in KINDS}
 # The order resources apply in: what others read first.
 ORDER = ("VectorCollection", "ConfigSource", "AuditSink", "Route")
+BACKOFF = reconcile.Backoff(initial=1.0, maximum=30.0)
 
 _log = logging.getLogger(__name__)
 
@@ -106,10 +105,10 @@ def _take(folder: Folder, document: Any, source: str) -> None:
         folder.problems.append(f"{source}: {kind} without metadata.name: give it a name")
         return
     if kind in ("ConfigMap", "Secret"):
-        data = {k: str(v) for k, v in (document.get("data") or {}).items()}
         if kind == "Secret":
-            data = {k: base64.b64decode(v).decode() for k, v in data.items()}
-            data |= {k: str(v) for k, v in (document.get("stringData") or {}).items()}
+            data = kube.decode_secret(document)
+        else:
+            data = {k: str(v) for k, v in (document.get("data") or {}).items()}
         target = folder.config_maps if kind == "ConfigMap" else folder.secrets
         target[(namespace, name)] = data
         return
@@ -120,12 +119,9 @@ def _take(folder: Folder, document: Any, source: str) -> None:
     try:
         obj = model.model_validate(document)
     except pydantic.ValidationError as exc:
-        where = "; ".join(
-            f"{'.'.join(map(str, e['loc']))}: {e['msg']}" for e in exc.errors(include_input=False)
-        )
-        folder.problems.append(f"{source}: {kind} {name}: {where}")
+        folder.problems.append(f"{source}: {kind} {name}: {errors.validation_text(exc)}")
         return
-    digest = hashlib.sha256(yaml.safe_dump(document, sort_keys=True).encode()).hexdigest()
+    digest = jsondoc.canonical_sha256(document)
     folder.resources[(kind, namespace, name)] = Declared(kind, namespace, name, obj, source, digest)
 
 
@@ -147,11 +143,17 @@ class Applier:
         self.data_dir = data_dir
         self.routes: dict[tuple[str, str], router.RouteTable] = {}
         self._report = report or _log.info
+        self._declared: dict[Key, Declared] = {}
+        """Every resource applied (or tried) from the folder, as last read."""
         self._applied: dict[Key, Declared] = {}
-        self._failed: dict[Key, tuple[str, str]] = {}  # digest and message of the last failure
         self._folder = Folder()
         self._http_cache = config.HttpLayerCache()
         self._refresh_due: dict[tuple[str, str], float] = {}
+        self.reconciler: reconcile.Reconciler[Declared] = reconcile.Reconciler(
+            "standalone", backoff=BACKOFF, report=self._failed
+        )
+        for kind in ORDER:
+            self.reconciler.register(kind, apply=self._apply_one, remove=self._remove)
 
     async def apply(self, folder: Folder) -> None:
         """Bring the services in line with `folder`: new and changed resources, then removed."""
@@ -162,29 +164,33 @@ class Applier:
             for key, declared in sorted(folder.resources.items()):
                 if key[0] != kind:
                     continue
+                before = self._declared.get(key)
                 # ConfigSources read ConfigMaps and Secrets: re-resolve them on every change.
-                unchanged = self._applied.get(key) == declared or (
-                    key in self._failed and self._failed[key][0] == declared.digest
-                )
-                if unchanged and kind != "ConfigSource":
-                    continue
-                try:
-                    await self._apply_one(declared)
-                except errors.InfraError as exc:
-                    message = f"failed {kind} {key[1]}/{key[2]} ({declared.source}): {exc}"
-                    if self._failed.get(key) != (declared.digest, message):  # say it once
-                        self._report(message)
-                    self._failed[key] = (declared.digest, message)
-                    continue
-                self._failed.pop(key, None)
-                self._applied[key] = declared
-        for key in [k for k in self._applied if k not in folder.resources]:
-            await self._remove(self._applied.pop(key))
+                if before == declared and kind != "ConfigSource":
+                    continue  # applied, or failing and reported (retried if waiting can help)
+                if before is not None and before.digest != declared.digest:
+                    self.reconciler.forget(key)  # a new version: its failures are news again
+                self._declared[key] = declared
+                if await self.reconciler.apply(key, declared):
+                    self._applied[key] = declared
+        for key in [k for k in self._declared if k not in folder.resources]:
+            self._applied.pop(key, None)
+            await self.reconciler.remove(key, self._declared.pop(key))
 
-    async def _apply_one(self, declared: Declared) -> None:
+    async def aclose(self) -> None:
+        """Cancel the retries still pending (shutdown)."""
+        await self.reconciler.aclose()
+
+    def _failed(self, key: Key, message: str, failed: bool) -> None:
+        declared = self._declared.get(key)
+        where = f" ({declared.source})" if declared is not None else ""
+        what = "failed" if failed else "applied"
+        self._report(f"{what} {key[0]} {key[1]}/{key[2]}{where}: {message}")
+
+    async def _apply_one(self, key: Key, declared: Declared) -> None:
         ns, name, obj = declared.namespace, declared.name, declared.obj
         if isinstance(obj, VectorCollection):
-            collection = obj.spec.collection_name or f"{ns}-{name}"
+            collection = obj.spec.engine_collection(ns, name)
             info = await self.collections.ensure(ns, name, collection, obj.spec)
             what = "created" if info.created else ("updated" if info.changes else "ready")
             self._report(f"vc {ns}/{name}: {what}, {info.points_count} points (embedded core)")
@@ -228,10 +234,10 @@ class Applier:
         if before is None or before.content_hash != served.content_hash:
             self._report(f"cfgsrc {ns}/{name}: version {served.version} published")
 
-    async def _remove(self, declared: Declared) -> None:
+    async def _remove(self, key: Key, declared: Declared) -> None:
         ns, name, obj = declared.namespace, declared.name, declared.obj
         if isinstance(obj, VectorCollection):
-            collection = obj.spec.collection_name or f"{ns}-{name}"
+            collection = obj.spec.engine_collection(ns, name)
             if obj.spec.deletion_policy == "Delete":
                 await self.collections.drop(collection)
                 self._report(f"vc {ns}/{name}: removed, collection dropped (deletionPolicy Delete)")
@@ -243,7 +249,8 @@ class Applier:
             self._report(f"cfgsrc {ns}/{name}: removed, no longer served")
         elif isinstance(obj, AuditSink):
             await self.audit.remove_sink(ns, name)
-            self._report(f"asink {ns}/{name}: removed, its stream kept")
+            kept = "deleted" if obj.spec.deletion_policy == "Delete" else "kept (Retain)"
+            self._report(f"asink {ns}/{name}: removed, its stream {kept}")
         elif isinstance(obj, Route):
             self.routes.pop((ns, name), None)
             self._report(f"llmroute {ns}/{name}: removed")

@@ -34,6 +34,7 @@ from typing import BinaryIO, Protocol
 
 import httpx
 import nats.errors
+import stamina
 from nats.aio.msg import Msg
 from nats.js import JetStreamContext
 
@@ -319,24 +320,38 @@ class SinkWriter:
         await self.delivery.close()
 
     async def _run(self) -> None:
-        sub: JetStreamContext.PullSubscription | None = None
-        while not self._stopping.is_set():
-            try:
-                if sub is None:
-                    with errors.translate(errors.from_nats):
-                        sub = await self.js.pull_subscribe_bind(self.durable, self.stream)
+        # NATS down or the consumer gone: report, back off (stamina, capped), bind again.
+        async for attempt in stamina.retry_context(
+            on=self._failed,
+            attempts=None,
+            timeout=None,
+            wait_initial=RETRY_BASE,
+            wait_max=RETRY_MAX,
+        ):
+            with attempt:
+                await self._deliver()
+
+    async def _deliver(self) -> None:
+        """Bind to the durable and deliver batches until `stop()`."""
+        with errors.translate(errors.from_nats):
+            sub = await self.js.pull_subscribe_bind(self.durable, self.stream)
+        try:
+            while not self._stopping.is_set():
                 await self._step(sub)
-            except errors.InfraError as exc:
-                # NATS down or the consumer gone: report, wait, try again.
-                self._fail(str(exc))
-                await self._pause(1.0)
-            except Exception:  # a writer must outlive a bug in one batch
-                _logger.exception("audit sink %s: unexpected error", self.durable)
-                self._fail("unexpected error: see the control plane's log")
-                await self._pause(1.0)
-        if sub is not None:
+        finally:
             with contextlib.suppress(Exception):
                 await sub.unsubscribe()
+
+    def _failed(self, exc: BaseException) -> bool:
+        """stamina's hook: every failure waits and retries; a writer outlives one bad batch."""
+        if not isinstance(exc, Exception) or self._stopping.is_set():
+            return False  # cancelled, or stopping: end
+        if isinstance(exc, errors.InfraError):
+            self._fail(str(exc))
+        else:
+            _logger.error("audit sink %s: unexpected error", self.durable, exc_info=exc)
+            self._fail("unexpected error: see the control plane's log")
+        return True
 
     async def _step(self, sub: JetStreamContext.PullSubscription) -> None:
         with errors.translate(errors.from_nats):

@@ -10,16 +10,21 @@ plane that would fail it.
 from __future__ import annotations
 
 import os
-from typing import Literal
+from typing import Annotated, Literal
 
 from fastapi import APIRouter
 from fastapi.responses import JSONResponse
 from pydantic import BaseModel, Field
 
 import llm_infra
-from llm_infra_controlplane.deps import AuditDep, FeedsDep, SettingsDep
+from llm_infra_controlplane.audit.service import AuditService
+from llm_infra_controlplane.feeds.feeds import Feeds
+from llm_infra_controlplane.web import deps
+from llm_infra_controlplane.web.deps import SettingsDep
 
 router = APIRouter(tags=["health"])
+AuditDep = Annotated[AuditService, deps.state("audit")]
+FeedsDep = Annotated[Feeds | None, deps.state("feeds")]
 
 
 class Health(BaseModel):

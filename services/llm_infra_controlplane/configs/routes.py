@@ -3,30 +3,33 @@
 The documents come from `ConfigStore` (fed by the standalone applier or the
 ConfigMap watcher); the wire models are the SDK's (`llm_infra.client`), which
 `ControlPlaneClient.get_config`/`watch_config` read back. Errors answer as
-problems (`problems.py`).
+problems (`web.problems`).
 """
 
 from __future__ import annotations
 
-import asyncio
+import contextlib
 from collections.abc import AsyncGenerator
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Depends, Header, Response
-from fastapi.responses import StreamingResponse
+from sse_starlette import EventSourceResponse, ServerSentEvent
 
 from llm_infra import errors
 from llm_infra.client import CONFIG_EVENT, ConfigList, ConfigSummary, ConfigVersion
-from llm_infra_controlplane.config_store import ConfigStore
-from llm_infra_controlplane.deps import ConfigsDep
-from llm_infra_controlplane.routes.collections import Name, Namespace
+from llm_infra_controlplane.configs.store import ConfigStore
+from llm_infra_controlplane.web import deps
+from llm_infra_controlplane.web.params import Name, Namespace
 
 HEARTBEAT_INTERVAL = 15.0
 """Seconds between keep-alive comments on an idle watch stream (proxies drop silent ones)."""
-KEEPALIVE = ": keepalive\n\n"
+KEEPALIVE_COMMENT = "keepalive"
+SEP = "\n"
+"""Line ends of the stream: LF, which every SSE reader takes (sse-starlette's default is CRLF)."""
 
 # Authentication plugs in here, as a router dependency, with the rest of the /v1 API.
 router = APIRouter(prefix="/v1/namespaces/{namespace}/configs", tags=["configs"])
+ConfigsDep = Annotated[ConfigStore, deps.state("configs")]
 
 _NOT_FOUND: dict[str, Any] = {
     "description": "No ConfigSource of that name is served (problem document)"
@@ -79,7 +82,7 @@ async def get_config(
 
 @router.get(
     "/{name}/watch",
-    response_class=StreamingResponse,
+    response_class=EventSourceResponse,
     summary="Stream the config's current version, then each new one (Server-Sent Events)",
     responses={
         200: {
@@ -98,14 +101,18 @@ async def watch_config(
     last_event_id: Annotated[
         str | None, Header(description="the contentHash the client has: not sent again")
     ] = None,
-) -> StreamingResponse:
+) -> EventSourceResponse:
     _served(store, namespace, name)  # a 404 problem now, not an empty stream
     versions = store.watch(namespace, name, after_hash=last_event_id or None)
-    return StreamingResponse(
-        _event_stream(versions, heartbeat),
-        media_type="text/event-stream",
-        # X-Accel-Buffering: a buffering proxy (nginx) would hold events back.
-        headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no"},
+    # sse-starlette sends the keep-alive comments, ends the stream when the client goes
+    # (closing `versions`, which ends the watch) and when the server shuts down.
+    return EventSourceResponse(
+        _events(versions),
+        sep=SEP,
+        ping=heartbeat,
+        ping_message_factory=lambda: ServerSentEvent(comment=KEEPALIVE_COMMENT, sep=SEP),
+        # no-cache rather than sse-starlette's no-store: the semantics of the GET's answer.
+        headers={"Cache-Control": "no-cache"},
     )
 
 
@@ -126,40 +133,18 @@ def _matches(if_none_match: str, etag: str) -> bool:
     return "*" in tags or etag in tags
 
 
-def encode_event(version: ConfigVersion) -> str:
-    """One version as an SSE event; its JSON holds no raw newline, so one data line."""
-    data = version.model_dump_json(by_alias=True)
-    return f"event: {CONFIG_EVENT}\nid: {version.content_hash}\ndata: {data}\n\n"
+async def _events(versions: AsyncGenerator[ConfigVersion]) -> AsyncGenerator[ServerSentEvent]:
+    """Each version as an event; ends (and ends the watch) with the stream, whoever ends it."""
+    async with contextlib.aclosing(versions):
+        async for version in versions:
+            yield event(version)
 
 
-async def _event_stream(
-    versions: AsyncGenerator[ConfigVersion, None], heartbeat: float
-) -> AsyncGenerator[str, None]:
-    """Each version as an event, a keep-alive comment after `heartbeat` idle seconds.
-
-    The stream ends with `versions` (config removed, store closed) or, when the
-    client goes away, with starlette cancelling it; either way the watch ends.
-    """
-    # The pending step is awaited through asyncio.wait, never cancelled by a timeout:
-    # cancelling the generator's own await would end the watch.
-    step: asyncio.Future[ConfigVersion] | None = None
-    try:
-        while True:
-            if step is None:
-                step = asyncio.ensure_future(anext(versions))
-            done, _ = await asyncio.wait({step}, timeout=heartbeat)
-            if not done:
-                yield KEEPALIVE
-                continue
-            try:
-                version = step.result()
-            except StopAsyncIteration:
-                return
-            step = None
-            yield encode_event(version)
-    finally:
-        if step is not None and not step.done():
-            step.cancel()  # ends the watch too: the cancellation runs through it
-            await asyncio.wait({step})
-        else:
-            await versions.aclose()
+def event(version: ConfigVersion) -> ServerSentEvent:
+    """One version as an SSE event: `config`, id the content hash, data its JSON."""
+    return ServerSentEvent(
+        data=version.model_dump_json(by_alias=True),
+        event=CONFIG_EVENT,
+        id=version.content_hash,
+        sep=SEP,
+    )

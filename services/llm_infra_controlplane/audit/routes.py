@@ -1,9 +1,9 @@
 """The audit API of an AuditSink: append events, query and verify its records, read its status.
 
-The work is `AuditService`'s (audit_service.py): policy, hash chain, JetStream
+The work is `AuditService`'s (`audit.service`): policy, hash chain, JetStream
 and the per-sink writers. An unknown AuditSink answers 404; NATS down answers
 503 with Retry-After, and an event is acknowledged only once JetStream stored
-its record. Errors answer as problems (`problems.py`).
+its record. Errors answer as problems (`web.problems`).
 """
 
 from __future__ import annotations
@@ -11,7 +11,7 @@ from __future__ import annotations
 import datetime as dt
 from typing import Annotated
 
-from fastapi import APIRouter, Path, Query
+from fastapi import APIRouter, Query
 
 from llm_infra.client import (
     AppendAuditEventsRequest,
@@ -21,15 +21,13 @@ from llm_infra.client import (
     AuditStatus,
     AuditVerification,
 )
-from llm_infra_controlplane import problems
-from llm_infra_controlplane.deps import AuditDep
+from llm_infra_controlplane.audit.service import AuditService
+from llm_infra_controlplane.web import deps, problems
+from llm_infra_controlplane.web.params import Name, Namespace
 
 # Authentication plugs in here, as a router dependency, with the rest of the /v1 API.
 router = APIRouter(prefix="/v1/namespaces/{namespace}/auditsinks/{name}", tags=["audit"])
-
-# Kubernetes' rules: a namespace is a DNS label, an object name a DNS subdomain.
-Namespace = Annotated[str, Path(pattern=r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$", max_length=63)]
-Name = Annotated[str, Path(pattern=r"^[a-z0-9]([-a-z0-9.]*[a-z0-9])?$", max_length=253)]
+AuditDep = Annotated[AuditService, deps.state("audit")]
 
 
 @router.post(

@@ -1,7 +1,7 @@
 """The registry of the collections the control plane serves: embedded ones, and Qdrant-backed ones.
 
 The control plane is the one owner of the qdrant-edge directories under
-`<data_dir>/collections/<collectionName>/` (ARCHITECTURE.md, "Who owns what").
+`<data_dir>/collections/<collectionName>/` (docs/architecture.md, "Who owns what").
 A store is opened on first use and stays open until the collection is dropped
 or the process stops (`close`, from lifespan). Calls on one collection take its
 lock, so an ensure, a read and a drop never interleave; different collections
@@ -10,7 +10,7 @@ proceed independently. The decisions live in `llm_infra.vector`
 
 It also remembers which collection serves a VectorCollection (`namespace/name`
 → the collectionName of its last ensure, default `<namespace>-<name>`), in
-`<root>/.names.json`, so the vector data API (`routes/vectors.py`) finds a
+`<root>/.names.json`, so the vector data API (`vectors.routes`) finds a
 renamed collection after a restart too.
 
 VectorCollections with `backend.qdrant` live on a Qdrant server that the
@@ -36,7 +36,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from llm_infra import errors, jsondoc, vector
-from llm_infra.api.v1alpha1.vectorcollection import VectorCollectionSpec
+from llm_infra.api.v1alpha1.vectorcollection import VectorCollectionSpec, default_collection_name
 from llm_infra.client import CollectionConfigSummary, CollectionInfo
 from llm_infra.vector import CollectionConfig, CollectionPlan, EdgeStore, IndexPolicy, VectorStore
 
@@ -95,7 +95,7 @@ class CollectionRegistry:
 
     def collection_name(self, namespace: str, name: str) -> str:
         """The collection serving `namespace/name`: the one of its last ensure, or the default."""
-        return self._names.get(_key(namespace, name), f"{namespace}-{name}")
+        return self._names.get(_key(namespace, name), default_collection_name(namespace, name))
 
     async def store_of(self, namespace: str, name: str) -> VectorStore:
         """The store serving VectorCollection `namespace/name` (the data API's lookup).
@@ -201,7 +201,7 @@ class CollectionRegistry:
                 field="spec.backend.qdrant",
             )
         server = self._server(spec.backend.qdrant.url, api_key)
-        collection_name = spec.collection_name or f"{namespace}-{name}"
+        collection_name = spec.engine_collection(namespace, name)
         config = CollectionConfig.from_spec(spec)
         key = _key(namespace, name)
         async with self._qdrant_lock:
@@ -263,19 +263,7 @@ class CollectionRegistry:
     def _client(self, server: _Server, url: str, api_key: str | None) -> AsyncQdrantClient:
         if (client := self._clients.get(server)) is not None:
             return client
-        # Imported here: only Qdrant-backed collections need the network client.
-        from qdrant_client import AsyncQdrantClient
-
-        location = self.qdrant_location
-        with errors.translate(errors.from_qdrant):
-            if location == ":memory:":
-                client = AsyncQdrantClient(location=location)
-            elif location:
-                client = AsyncQdrantClient(path=location)
-            else:
-                # No version probe: it would call the server now; the first data call
-                # reports an unreachable server as VectorUnavailable instead.
-                client = AsyncQdrantClient(url=url, api_key=api_key, check_compatibility=False)
+        client = vector.qdrant_client(url, api_key=api_key, location=self.qdrant_location)
         self._clients[server] = client
         return client
 

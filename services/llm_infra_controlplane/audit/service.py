@@ -1,12 +1,19 @@
 """AuditService: the control plane's side of AuditSinks: ingest, query, verify, and the writers.
 
 For each AuditSink (namespace, name) that `ensure_sink` was given, the service
-holds the JetStream stream (`llm_infra.audit.ensure_audit_stream`), an
+holds the JetStream stream, an
 `llm_infra.audit.AuditLog` that chains events into ``<subject>.records``
 (resumed from the stream's last record, so a restart continues the chain), and
-one `audit_writer.SinkWriter` per sink. Standalone mode (`standalone.py`) calls
-`ensure_sink`/`remove_sink` as resource YAML comes and goes; the routes
-(`routes/audit.py`) call the rest.
+one `writer.SinkWriter` per sink. Standalone mode (`standalone.applier`) and,
+in a cluster, the feeds (`feeds.feeds`) call `ensure_sink`/`remove_sink`; the
+routes (`audit.routes`) call the rest.
+
+Who writes the stream and its consumers depends on `owns_streams`: standalone
+mode (True) creates them (`llm_infra.audit.ensure_audit_stream`) and, with
+deletionPolicy Delete, deletes the stream when the AuditSink goes. In a cluster
+(False) the operator is their one writer: the service waits until they exist
+(`llm_infra.audit.require_audit_stream`, a retryable 503 meanwhile) and never
+creates or deletes one; it appends, consumes and reports.
 
 Ingest applies the sink's policy first (`apply_policy`, pure): a rule or the
 default level decides how much is kept; level None records nothing. Bodies
@@ -46,8 +53,7 @@ from nats.js import JetStreamContext, api
 from llm_infra import audit, crypto, errors, ids, jsondoc, mq
 from llm_infra.api.v1alpha1.auditsink import AuditSinkSpec, Policy, RuleLevel
 from llm_infra.client import AuditEventsPage, AuditStatus, AuditVerification, SinkDelivery
-from llm_infra_controlplane import audit_writer
-from llm_infra_controlplane.settings import Settings
+from llm_infra_controlplane.audit import writer as audit_writer
 
 _logger = logging.getLogger("llm_infra_controlplane.audit")
 
@@ -201,19 +207,20 @@ class _AuditSink:
 class AuditService:
     """The AuditSinks this control plane serves. `start()` in lifespan, `close()` at its end.
 
-    Without `settings.nats_url` every call answers MessageQueueError (503); a
-    NATS that is down at start is connected to on the next call.
+    Without `nats_url` every call answers MessageQueueError (503); a NATS that
+    is down at start is connected to on the next call.
     """
 
-    def __init__(self, settings: Settings) -> None:
-        self.settings = settings
+    def __init__(self, nats_url: str | None, *, owns_streams: bool) -> None:
+        self.nats_url = nats_url
+        self.owns_streams = owns_streams
         self._nc: NatsClient | None = None
         self._mq: mq.JetStreamQueue | None = None
         self._connecting = asyncio.Lock()
         self._sinks: dict[tuple[str, str], _AuditSink] = {}
 
     async def start(self) -> None:
-        if self.settings.nats_url is None:
+        if self.nats_url is None:
             _logger.warning("audit: no NATS configured (nats_url); the audit API answers 503")
             return
         try:
@@ -232,7 +239,7 @@ class AuditService:
 
     async def ready(self) -> str | None:
         """None when audit can take events now, else why not (for /readyz)."""
-        if self.settings.nats_url is None:
+        if self.nats_url is None:
             return None  # audit is off in this deployment: nothing to wait for
         try:
             await self._queue()
@@ -246,7 +253,7 @@ class AuditService:
         return await (await self._queue()).jetstream()
 
     async def _queue(self) -> mq.JetStreamQueue:
-        if self.settings.nats_url is None:
+        if self.nats_url is None:
             raise errors.MessageQueueError(
                 "no NATS configured for audit: set the control plane's nats_url",
                 operation=errors.MqOperation.CONNECT,
@@ -257,7 +264,7 @@ class AuditService:
                     # Reconnects forever once connected; calls fail fast (503) meanwhile.
                     # Bounded: nats-py retries a refused *first* connect forever.
                     connecting = nats.connect(
-                        self.settings.nats_url,
+                        self.nats_url,
                         connect_timeout=2,
                         allow_reconnect=True,
                         max_reconnect_attempts=-1,
@@ -268,7 +275,7 @@ class AuditService:
                         self._nc = await asyncio.wait_for(connecting, FIRST_CONNECT_TIMEOUT)
                     except TimeoutError:
                         raise errors.MessageQueueError(
-                            f"NATS at {self.settings.nats_url} did not answer within"
+                            f"NATS at {self.nats_url} did not answer within"
                             f" {FIRST_CONNECT_TIMEOUT:.0f}s: check that it runs and is reachable",
                             operation=errors.MqOperation.CONNECT,
                         ) from None
@@ -309,7 +316,10 @@ class AuditService:
         }
         signing_key = _signing_key(spec, secrets)
         js = await self._jetstream()
-        await audit.ensure_audit_stream(js, namespace, name, spec)
+        if self.owns_streams:
+            await audit.ensure_audit_stream(js, namespace, name, spec)
+        else:  # the operator's: wait for them, never create one
+            await audit.require_audit_stream(js, namespace, name, spec)
         subject = audit.audit_subject(namespace, name)
         previous = self._sinks.get((namespace, name))
         lock = previous.lock if previous is not None else asyncio.Lock()
@@ -349,15 +359,16 @@ class AuditService:
     async def remove_sink(self, namespace: str, name: str) -> bool:
         """Stop serving the AuditSink; False if it was not served.
 
-        With deletionPolicy Delete its stream goes too, unless a sink has not
-        received every record yet (MessageQueueRejected, 409) and deleteUndelivered is off.
+        When this service owns the streams (standalone) and the deletionPolicy
+        is Delete, its stream goes too, unless a sink has not received every
+        record yet (MessageQueueRejected, 409) and deleteUndelivered is off.
         """
         state = self._sinks.pop((namespace, name), None)
         if state is None:
             return False
         async with state.lock:
             await self._stop_writers(state)
-        if state.spec.deletion_policy == "Delete":
+        if self.owns_streams and state.spec.deletion_policy == "Delete":
             durables = [audit.sink_durable(s.name) for s in state.spec.sinks]
             await audit.delete_stream(
                 await self._jetstream(),

@@ -1,0 +1,5 @@
+"""Served configurations.
+
+The current version of each ConfigSource's document and its watchers (`store`),
+and the API that reads and watches them (`routes`).
+"""
