@@ -15,11 +15,6 @@ import httpx
 import hvac
 import nats
 import pytest
-from kubernetes import client as k8s
-from kubernetes import config as k8s_config
-from kubernetes import watch as k8s_watch
-from kubernetes_asyncio import client as ak8s
-from kubernetes_asyncio import config as ak8s_config
 from nats.js.api import AckPolicy, ConsumerConfig, StreamConfig
 from qdrant_client import models as qm
 from qdrant_edge import (
@@ -36,6 +31,7 @@ from qdrant_edge import (
     UpdateOperation,
 )
 
+from llm_infra import kube as k8s
 from tests.servers import binaries
 from tests.servers.helm import Helm
 from tests.servers.kube import KubeServer
@@ -44,51 +40,39 @@ from tests.servers.openbao import OpenBao
 from tests.servers.qdrant import QdrantBackend
 
 
-@pytest.fixture(scope="module")
-def core(kubeconfig: Path) -> k8s.CoreV1Api:
-    return k8s.CoreV1Api(k8s_config.new_client_from_config(config_file=str(kubeconfig)))
-
-
-def _resource_version(listing: Any) -> str:
-    return str(listing.metadata.resource_version)
-
-
-def test_apiserver_stores_and_watches_namespace_and_configmap(core: k8s.CoreV1Api) -> None:
+async def test_apiserver_stores_and_watches_namespace_and_configmap(kubeconfig: Path) -> None:
     name = f"smoke-{uuid.uuid4().hex[:8]}"
-    namespaces_rv = _resource_version(core.list_namespace())
-    core.create_namespace(k8s.V1Namespace(metadata=k8s.V1ObjectMeta(name=name)))
-    configmaps_rv = _resource_version(core.list_namespaced_config_map(name))
-    core.create_namespaced_config_map(
-        name, k8s.V1ConfigMap(metadata=k8s.V1ObjectMeta(name="greeting"), data={"hello": "world"})
-    )
-
-    def first_added(list_fn: Any, rv: str, wanted: str, **kwargs: str) -> Any:
-        # Watch from the list's resourceVersion: the ADDED event arrives even
-        # though the object was created before the watch opened.
-        stream = k8s_watch.Watch().stream(
-            list_fn, resource_version=rv, timeout_seconds=20, **kwargs
+    async with await k8s.Kube.connect(kubeconfig, component="smoke") as client:
+        namespaces = await client.list(k8s.NAMESPACES)
+        await client.create({"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": name}})
+        configmaps = await client.list(k8s.CONFIGMAPS, namespace=name)
+        await client.apply(
+            {
+                "apiVersion": "v1",
+                "kind": "ConfigMap",
+                "metadata": {"name": "greeting", "namespace": name},
+                "data": {"hello": "world"},
+            }
         )
-        for event in stream:
-            if event["type"] == "ADDED" and event["object"].metadata.name == wanted:
-                return event["object"]
-        raise AssertionError(f"no ADDED event for {wanted} within 20s")
 
-    assert first_added(core.list_namespace, namespaces_rv, name).status.phase == "Active"
-    seen = first_added(core.list_namespaced_config_map, configmaps_rv, "greeting", namespace=name)
-    assert seen.data == {"hello": "world"}
+        async def first_added(
+            kind: k8s.Kind, version: str, wanted: str, namespace: str | None = None
+        ) -> Any:
+            # Watch from the list's resourceVersion: the ADDED event arrives even
+            # though the object was created before the watch opened.
+            async with asyncio.timeout(20):
+                watch = client.watch(kind, namespace=namespace, resource_version=version)
+                async for event in watch:
+                    if event.type == "ADDED" and event.object["metadata"]["name"] == wanted:
+                        return event.object
+            raise AssertionError(f"no ADDED event for {wanted}")
 
-
-async def test_asyncio_client_reads_through_same_kubeconfig(
-    kubeconfig: Path, namespace: str
-) -> None:
-    api_client = await ak8s_config.new_client_from_config(config_file=str(kubeconfig))
-    async with api_client:
-        core = ak8s.CoreV1Api(api_client)
-        body = ak8s.V1ConfigMap(metadata=ak8s.V1ObjectMeta(name="async"), data={"k": "v"})
-        await core.create_namespaced_config_map(namespace, body)
-        read = await core.read_namespaced_config_map("async", namespace)
-    assert read.data == {"k": "v"}
-    assert read.metadata.uid
+        added = await first_added(k8s.NAMESPACES, namespaces.resource_version, name)
+        assert added["status"]["phase"] == "Active"
+        seen = await first_added(
+            k8s.CONFIGMAPS, configmaps.resource_version, "greeting", namespace=name
+        )
+        assert seen["data"] == {"hello": "world"}
 
 
 def test_kubectl_get_ns_through_generated_kubeconfig(kube: KubeServer, namespace: str) -> None:

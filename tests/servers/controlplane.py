@@ -23,7 +23,7 @@ from typing import Any
 import httpx
 import yaml
 
-from llm_infra_controlplane import rbac
+from llm_infra_controlplane.feeds import rbac
 from tests.servers._process import ManagedServer, ServerProcess, free_port
 from tests.servers.kube import KubeServer
 
@@ -38,11 +38,16 @@ def grant_controlplane_namespace(kube: KubeServer, namespace: str) -> Path:
 
     A user per namespace: its control plane can read nothing outside `namespace`.
     """
-    user = f"{CONTROLPLANE_USER}-in-{namespace}"
+    user = controlplane_user(namespace)
     kube.kubectl("apply", "-f", str(RBAC))  # idempotent: the roles may not be installed yet
     _apply_binding(kube, "RoleBinding", rbac.CLUSTER_ROLE, rbac.NAMESPACE_ROLE, user, namespace)
     _wait_until_allowed(kube, user, f"--namespace={namespace}")
     return kube.kubeconfig_for(user)
+
+
+def controlplane_user(namespace: str) -> str:
+    """The user `grant_controlplane_namespace` binds in `namespace`."""
+    return f"{CONTROLPLANE_USER}-in-{namespace}"
 
 
 def _apply_binding(
@@ -66,7 +71,7 @@ def _wait_until_allowed(kube: KubeServer, user: str, scope: str) -> None:
     deadline = time.monotonic() + GRANT_DEADLINE
     while True:
         try:
-            kube.kubectl("auth", "can-i", "watch", "secrets", f"--as={user}", scope)
+            kube.kubectl("auth", "can-i", "get", "secrets", f"--as={user}", scope)
             return
         except subprocess.CalledProcessError as exc:  # "no": exit code 1
             if time.monotonic() > deadline:

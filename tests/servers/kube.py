@@ -6,18 +6,24 @@ objects: tests use fresh namespaces and read what the API server stored.
 
 Authentication is by client certificate from a CA made here (as envtest does);
 authorization is RBAC. `kubeconfig` is an admin config (group system:masters)
-that kubectl, helm, `kubernetes` and `kubernetes_asyncio` all read;
-`kubeconfig_for()` mints configs for other users, to test RBAC as they see it.
+that kubectl, helm and `llm_infra.kube` all read; `kubeconfig_for()` mints
+configs for other users, to test RBAC as they see it, and `exec_kubeconfig_for()`
+configs whose user is an exec credential plugin (a small script answering
+ExecCredentials with client certificates, as cloud plugins answer tokens).
 """
 
 from __future__ import annotations
 
 import datetime
 import ipaddress
+import json
 import os
 import ssl
 import subprocess
+import sys
+from collections.abc import Sequence
 from pathlib import Path
+from typing import Any
 
 import httpx
 import yaml
@@ -92,6 +98,7 @@ class _CertificateAuthority:
         organizations: tuple[str, ...] = (),
         server_ips: tuple[str, ...] = (),
         server_names: tuple[str, ...] = (),
+        validity: datetime.timedelta = _VALIDITY,
     ) -> tuple[bytes, bytes]:
         """Return (cert PEM, key PEM): a serving cert if IPs/names are given, else a client cert."""
         key = ec.generate_private_key(ec.SECP256R1())
@@ -107,7 +114,7 @@ class _CertificateAuthority:
             .public_key(key.public_key())
             .serial_number(x509.random_serial_number())
             .not_valid_before(now - datetime.timedelta(minutes=5))
-            .not_valid_after(now + _VALIDITY)
+            .not_valid_after(now + validity)
             .add_extension(x509.BasicConstraints(ca=False, path_length=None), critical=True)
             .add_extension(x509.ExtendedKeyUsage([usage]), critical=False)
         )
@@ -228,6 +235,35 @@ class KubeServer(ManagedServer):
         path.chmod(0o600)
         return path
 
+    def exec_credential(
+        self, user: str, *, groups: tuple[str, ...] = (), trusted: bool = True
+    ) -> dict[str, Any]:
+        """An ExecCredential answering a client certificate for `user`.
+
+        Untrusted: signed by a CA the API server does not know, so it answers 401.
+        """
+        ca = self._ca if trusted else _CertificateAuthority("a-ca-nobody-trusts")
+        cert, key = ca.issue(user, organizations=groups)
+        expires = datetime.datetime.now(datetime.UTC) + datetime.timedelta(hours=1)
+        return {
+            "apiVersion": "client.authentication.k8s.io/v1",
+            "kind": "ExecCredential",
+            "status": {
+                "clientCertificateData": cert.decode(),
+                "clientKeyData": key.decode(),
+                "expirationTimestamp": expires.strftime("%Y-%m-%dT%H:%M:%SZ"),
+            },
+        }
+
+    def exec_kubeconfig_for(
+        self, user: str, *, groups: tuple[str, ...] = (), answers: Sequence[dict[str, Any]] = ()
+    ) -> ExecPlugin:
+        """A kubeconfig whose user is an exec plugin answering `answers` in turn (then the last).
+
+        Default: one trusted certificate for `user`. The plugin records each call.
+        """
+        return ExecPlugin(self, user, answers or [self.exec_credential(user, groups=groups)])
+
     def _ssl_context(self) -> ssl.SSLContext:
         context = ssl.create_default_context(cafile=self.ca_file)
         context.load_cert_chain(self.pki / f"{ADMIN_USER}.crt", self.pki / f"{ADMIN_USER}.key")
@@ -281,3 +317,63 @@ class KubeServer(ManagedServer):
 
     def log_tail(self) -> str:
         return f"{self._etcd.log_tail(30)}\n{self._apiserver.log_tail()}"
+
+
+_PLUGIN = """\
+import json, os, pathlib, sys
+here = pathlib.Path(__file__).parent
+calls = here / "calls.jsonl"
+count = len(calls.read_text().splitlines()) if calls.exists() else 0
+with calls.open("a") as log:
+    log.write(json.dumps({"info": os.environ.get("KUBERNETES_EXEC_INFO")}) + "\\n")
+answers = sorted(here.glob("answer-*.json"))
+sys.stdout.write(answers[min(count, len(answers) - 1)].read_text())
+"""
+
+
+class ExecPlugin:
+    """An exec credential plugin of the test server, and the kubeconfig that runs it."""
+
+    def __init__(self, kube: KubeServer, user: str, answers: Sequence[dict[str, Any]]) -> None:
+        self.dir = kube.workdir / f"exec-{user}-{os.urandom(4).hex()}"
+        self.dir.mkdir()
+        self.dir.chmod(0o700)
+        for index, answer in enumerate(answers):
+            (self.dir / f"answer-{index:03d}.json").write_text(json.dumps(answer))
+        script = self.dir / "plugin.py"
+        script.write_text(_PLUGIN)
+        config = {
+            "apiVersion": "v1",
+            "kind": "Config",
+            "clusters": [
+                {
+                    "name": "test",
+                    "cluster": {"server": kube.url, "certificate-authority": str(kube.ca_file)},
+                }
+            ],
+            "users": [
+                {
+                    "name": user,
+                    "user": {
+                        "exec": {
+                            "apiVersion": "client.authentication.k8s.io/v1",
+                            "command": sys.executable,
+                            "args": [str(script)],
+                            "interactiveMode": "Never",
+                            "provideClusterInfo": True,
+                        }
+                    },
+                }
+            ],
+            "contexts": [{"name": user, "context": {"cluster": "test", "user": user}}],
+            "current-context": user,
+        }
+        self.kubeconfig = self.dir / "kubeconfig"
+        self.kubeconfig.write_text(yaml.safe_dump(config, sort_keys=False))
+
+    @property
+    def calls(self) -> list[dict[str, Any]]:
+        """What each run of the plugin was given (KUBERNETES_EXEC_INFO), in order."""
+        log = self.dir / "calls.jsonl"
+        lines = log.read_text().splitlines() if log.exists() else []
+        return [json.loads(line) for line in lines]

@@ -26,15 +26,6 @@ def test_ci_runs_the_readme_test_command() -> None:
     assert "export CI=true" in ci
 
 
-def test_layout_of_the_architecture_exists() -> None:
-    for path in (
-        "sdk/llm_infra/api", "operator/llm_infra_operator", "services/llm_infra_controlplane",
-        "crds", "charts", "wasm-sdk", "examples", "bench", "docs", "Tiltfile",
-        "tests/unit", "tests/integration", "tests/e2e", "tests/servers",
-    ):  # fmt: skip
-        assert (REPO / path).exists(), path
-
-
 def test_kubernetes_staging_modules_are_pinned_to_the_matching_release() -> None:
     # k8s.io/kubernetes requires its staging repos at v0.0.0; each replace line
     # must point at v0.<minor>.<patch> of the same release, or the build mixes

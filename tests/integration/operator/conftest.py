@@ -61,16 +61,22 @@ def operator_settings(
 
 
 @pytest.fixture(scope="module")
+def operator_login(operator_kubeconfig: Path) -> Path:
+    """The kubeconfig the module's operator logs in with; a module overrides it to change it."""
+    return operator_kubeconfig
+
+
+@pytest.fixture(scope="module")
 def operator(
     tmp_path_factory: pytest.TempPathFactory,
-    operator_kubeconfig: Path,
+    operator_login: Path,
     op_namespace: str,
     operator_settings: dict[str, str],
 ) -> Iterator[OperatorProcess]:
     """`llm-infra operator -n <module namespace>`, running as the RBAC-limited user."""
     process = OperatorProcess(
         tmp_path_factory.mktemp("operator"),
-        operator_kubeconfig,
+        operator_login,
         [op_namespace],
         operator_settings,
     )

@@ -17,7 +17,7 @@ import httpx
 import nats
 import pytest
 
-from llm_infra_operator import peering
+from llm_infra_operator.chart import peering
 from tests.integration.operator.support import apply, get, wait_condition, wait_for
 from tests.servers.controlplane import ControlPlaneProcess
 from tests.servers.kube import KubeServer
