@@ -12,8 +12,8 @@ from pathlib import Path
 
 from llm_infra import errors
 from llm_infra.api import crdgen
-from llm_infra_controlplane import rbac as controlplane_rbac
-from llm_infra_operator import peering, rbac
+from llm_infra_controlplane.feeds import rbac as controlplane_rbac
+from llm_infra_operator.chart import peering, rbac
 
 REPO = Path(__file__).resolve().parents[1]
 
