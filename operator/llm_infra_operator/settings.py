@@ -1,9 +1,11 @@
 """Settings of the operator process, read once at start-up by `llm_infra.config`.
 
-Environment variables carry the `LLM_INFRA_OPERATOR_` prefix
-(`LLM_INFRA_OPERATOR_NATS_URL`, `LLM_INFRA_OPERATOR_NAMESPACES='["team-a"]'`);
-`llm-infra operator` flags override them. The defaults are the in-cluster ones
-the chart sets up: Services named after the components, in the same namespace.
+Highest first: `llm-infra operator` flags, environment variables with the
+`LLM_INFRA_OPERATOR_` prefix (`LLM_INFRA_OPERATOR_NATS_URL`,
+`LLM_INFRA_OPERATOR_NAMESPACES='["team-a"]'`, nested with `__`), a settings file
+(`--settings`, or $LLM_INFRA_OPERATOR_SETTINGS_FILE), the defaults below: the
+in-cluster ones the chart sets up, Services named after the components, in the
+same namespace.
 """
 
 from __future__ import annotations
@@ -29,7 +31,7 @@ class OperatorSettings(InfraSettings):
     )
 
     kubeconfig: Path | None = None
-    """The kubeconfig to log in with; unset: the pod's service account, else $KUBECONFIG, else
+    """The kubeconfig to log in with; unset: $KUBECONFIG, else the pod's service account, else
     ~/.kube/config. Exec credential plugins (EKS, GKE, AKS, OIDC) are run."""
     kube_context: str | None = None
     """The kubeconfig context; unset: its current-context."""

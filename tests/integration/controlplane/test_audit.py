@@ -16,7 +16,6 @@ import http.server
 import itertools
 import json
 import threading
-import time
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from pathlib import Path
 from typing import Any
@@ -31,6 +30,7 @@ from llm_infra_controlplane.audit.service import AuditService
 from llm_infra_controlplane.main import create_app
 from llm_infra_controlplane.settings import Settings
 from tests.servers.nats import NatsServer
+from tests.support import eventually
 
 DEADLINE = 30.0
 
@@ -66,11 +66,7 @@ async def _served(
 
 
 async def _until(check: Callable[[], Awaitable[bool]], what: str) -> None:
-    deadline = time.monotonic() + DEADLINE
-    while not await check():
-        if time.monotonic() > deadline:
-            raise AssertionError(f"not within {DEADLINE}s: {what}")
-        await asyncio.sleep(0.05)
+    await eventually(what, check, timeout=DEADLINE)
 
 
 async def _caught_up(cp: ControlPlaneClient, name: str) -> AuditStatus:

@@ -2,15 +2,17 @@
 
 from __future__ import annotations
 
-import asyncio
 import json
 import time
-from collections.abc import Awaitable, Callable, Mapping
+from collections.abc import Mapping
 from typing import Any
 
 import yaml
 
 from tests.servers.kube import KubeServer
+from tests.support import eventually, wait_for
+
+__all__ = ["apply", "condition", "events", "eventually", "get", "wait_condition", "wait_for"]
 
 DEFAULT_TIMEOUT = 30.0
 
@@ -34,37 +36,6 @@ def condition(obj: Mapping[str, Any] | None, type_: str = "Ready") -> dict[str, 
         return None
     conditions = obj.get("status", {}).get("conditions", [])
     return next((c for c in conditions if c["type"] == type_), None)
-
-
-def wait_for(
-    what: str,
-    probe: Callable[[], Any],
-    *,
-    timeout: float = DEFAULT_TIMEOUT,
-) -> Any:
-    """Poll `probe` until it returns something truthy; fail with `what` and the last value."""
-    deadline = time.monotonic() + timeout
-    interval = 0.05
-    last: Any = None
-    while time.monotonic() < deadline:
-        last = probe()
-        if last:
-            return last
-        time.sleep(interval)
-        interval = min(interval * 1.5, 0.5)
-    raise AssertionError(f"timed out after {timeout:.0f}s waiting for {what}; last: {last!r}")
-
-
-async def eventually(what: str, probe: Callable[[], Awaitable[Any]]) -> Any:
-    """`wait_for` for async probes: poll until `probe()` is truthy, without blocking the loop."""
-    timeout = DEFAULT_TIMEOUT
-    deadline = time.monotonic() + timeout
-    last: Any = None
-    while time.monotonic() < deadline:
-        if last := await probe():
-            return last
-        await asyncio.sleep(0.1)
-    raise AssertionError(f"timed out after {timeout:.0f}s waiting for {what}; last: {last!r}")
 
 
 def wait_condition(

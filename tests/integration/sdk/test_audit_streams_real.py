@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import time
 import uuid
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator
 from pathlib import Path
 
 import nats
@@ -15,6 +15,7 @@ from nats.js import JetStreamContext
 
 from llm_infra import audit, errors, mq
 from llm_infra.api.v1alpha1.auditsink import AuditSink, AuditSinkSpec
+from tests.support import eventually
 
 EXAMPLE = Path(__file__).parents[3] / "examples" / "auditsink-platform.yaml"
 RECORDS = 7
@@ -47,12 +48,6 @@ def example(**stream: object) -> AuditSinkSpec:
     return spec.model_copy(
         update={"stream": spec.stream.model_copy(update={"name": None, **stream})}
     )
-
-
-async def eventually(check: Callable[[], Awaitable[bool]], wait: float = 5.0) -> None:
-    deadline = time.monotonic() + wait
-    while not await check():
-        assert time.monotonic() < deadline, "condition not reached in time"
 
 
 async def publish_records(nc: NatsClient, namespace: str) -> None:
@@ -116,7 +111,7 @@ async def test_example_stream_consumers_lag_and_deletion(
         lags = [await audit.consumer_lag(js, name, d) for d in durables]
         return all(lag.num_pending == RECORDS for lag in lags)
 
-    await eventually(all_pending)
+    await eventually("every sink with every record pending", all_pending, timeout=5)
 
     # One sink catches up: the other still holds every record undelivered.
     sub = await js.pull_subscribe_bind("sink-local-file", name)

@@ -10,6 +10,7 @@ required headers, and body against the declared schema (jsonschema-rs).
 from __future__ import annotations
 
 import json
+import re
 from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
@@ -206,3 +207,21 @@ async def test_a_route_worded_404_still_declares_the_problem() -> None:
         answer = await client.get("/gone")
     assert answer.status_code == 404
     _assert_as_declared(app.openapi(), "/gone", "get", answer)
+
+
+@pytest.mark.parametrize(
+    ("page", "asset"), [("/docs", "swagger-ui-bundle.js"), ("/redoc", "redoc")]
+)
+async def test_the_docs_pages_load_their_assets_from_the_control_plane(
+    client: httpx.AsyncClient, page: str, asset: str
+) -> None:
+    html = (await client.get(page)).text
+    # Offline and behind a strict egress policy alike: no CDN, every asset served here.
+    assert "cdn." not in html
+    assert "fonts.googleapis" not in html
+    scripts = re.findall(r'src="([^"]+)"', html)
+    [local] = [src for src in scripts if asset in src]
+    assert local.startswith("/")
+    served = await client.get(local)
+    assert served.status_code == 200
+    assert len(served.content) > 100_000  # the whole bundle, not a stub
