@@ -27,7 +27,7 @@ import logging
 import os
 import ssl
 import time
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
 from typing import BinaryIO, Protocol
@@ -251,15 +251,16 @@ def _missing(field_path: str, what: str) -> errors.ConfigMissing:
 class TokenBucket:
     """spec.throttle: `qps` events per second on average, `burst` at once."""
 
-    def __init__(self, throttle: Throttle) -> None:
+    def __init__(self, throttle: Throttle, *, clock: Callable[[], float] = time.monotonic) -> None:
         self.rate = throttle.qps
         self.capacity = float(throttle.burst)
+        self._clock = clock
         self._tokens = self.capacity
-        self._at = time.monotonic()
+        self._at = clock()
 
     def delay(self, events: int) -> float:
         """Take `events` tokens; the seconds to wait before sending them (0 when in budget)."""
-        now = time.monotonic()
+        now = self._clock()
         self._tokens = min(self.capacity, self._tokens + (now - self._at) * self.rate)
         self._at = now
         self._tokens -= events

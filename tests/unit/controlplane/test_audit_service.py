@@ -13,6 +13,7 @@ import pytest
 from llm_infra import audit, errors, fs, http
 from llm_infra.api.v1alpha1.auditsink import AuditSinkSpec, FileSink, Policy, Sink, Throttle
 from llm_infra.client import ControlPlaneClient
+from llm_infra.mq.memory import ManualClock
 from llm_infra_controlplane.audit import writer as audit_writer
 from llm_infra_controlplane.audit.service import (
     AuditService,
@@ -147,9 +148,12 @@ def test_a_missing_secret_names_the_manifest_field() -> None:
 def test_backoff_doubles_up_to_its_cap_and_the_throttle_spends_tokens() -> None:
     assert [audit_writer.backoff(n) for n in (1, 2, 3)] == [0.2, 0.4, 0.8]
     assert audit_writer.backoff(100) == audit_writer.RETRY_MAX
-    bucket = audit_writer.TokenBucket(Throttle(qps=10.0, burst=20))
+    clock = ManualClock()
+    bucket = audit_writer.TokenBucket(Throttle(qps=10.0, burst=20), clock=clock)
     assert bucket.delay(20) == 0.0
-    assert bucket.delay(5) == pytest.approx(0.5, abs=0.05)
+    assert bucket.delay(5) == pytest.approx(0.5)  # 5 tokens short at 10 per second
+    clock.advance(1.5)  # 15 tokens come back, 5 of them owed
+    assert bucket.delay(10) == 0.0
 
 
 # -- the service without NATS ---------------------------------------------------------------------
