@@ -11,10 +11,13 @@ from __future__ import annotations
 
 import os
 from collections.abc import Mapping, Sequence
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from llm_infra import errors
 from llm_infra.auth import _identity
+
+if TYPE_CHECKING:
+    from llm_infra.kube import Kube
 
 _SA_PREFIX = "system:serviceaccount:"
 COMPONENT = "llm-infra-auth"
@@ -65,7 +68,7 @@ class ServiceAccountAuthenticator:
 
     def __init__(
         self,
-        client: Any = None,
+        client: Kube | None = None,
         *,
         kubeconfig: str | os.PathLike[str] | None = None,
         audiences: Sequence[str] = (),
@@ -86,7 +89,7 @@ class ServiceAccountAuthenticator:
             client, self._client = self._client, None
             await client.aclose()
 
-    async def _kube(self) -> Any:
+    async def _kube(self) -> Kube:
         if self._client is None:
             from llm_infra import kube  # here: only TokenReview callers need the client
 

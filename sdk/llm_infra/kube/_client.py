@@ -30,6 +30,7 @@ import datetime as dt
 import functools
 import json
 import logging
+import os
 import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable, Mapping, Sequence
 from typing import Any, Literal, TypeVar
@@ -178,7 +179,7 @@ class Kube:
     @classmethod
     async def connect(
         cls,
-        kubeconfig: Any = None,
+        kubeconfig: str | os.PathLike[str] | Sequence[str | os.PathLike[str]] | None = None,
         *,
         context: str | None = None,
         component: str,
