@@ -158,11 +158,9 @@ def connection_info(credentials: kube.Credentials) -> kopf.ConnectionInfo:
 
 def _telemetry(settings: OperatorSettings) -> otel.OtelGuard | None:
     """Traces (a span per reconcile) and metrics to the configured exporter, if any."""
-    config = settings.otel
-    if config.exporter == "none":
+    if settings.otel.exporter == "none":
         return None
-    if config.service_name == otel.OtelConfig().service_name:
-        config = config.model_copy(update={"service_name": COMPONENT})
+    config = settings.otel.named(COMPONENT)
     return otel.init_otel(config)
 
 

@@ -26,7 +26,7 @@ import asyncio
 import dataclasses
 import logging
 import time
-from collections.abc import Awaitable, Callable, Mapping
+from collections.abc import Awaitable, Callable
 from typing import Any, Generic, TypeVar
 
 import stamina
@@ -108,10 +108,6 @@ class Reconciler(Generic[T]):
 
     def register(self, kind: str, *, apply: Handler[T], remove: Handler[T] | None = None) -> None:
         self._kinds[kind] = _Kind(apply, remove)
-
-    @property
-    def kinds(self) -> list[str]:
-        return list(self._kinds)
 
     async def apply(self, key: Key, obj: T) -> bool:
         """Run the kind's apply now; on a retryable failure keep retrying in the background.
@@ -241,11 +237,6 @@ class Reconciler(Generic[T]):
         return self._locks.setdefault(key, asyncio.Lock())
 
 
-def summary(failures: Mapping[Key, Failure]) -> list[str]:
-    """``kind ns/name: message`` per failing key, sorted (for /readyz and logs)."""
-    return [f"{k[0]} {k[1]}/{k[2]}: {f.message}" for k, f in sorted(failures.items())]
-
-
 __all__ = [
     "Backoff",
     "Failure",
@@ -256,5 +247,4 @@ __all__ = [
     "Retry",
     "describe",
     "retryable",
-    "summary",
 ]

@@ -169,11 +169,9 @@ def _telemetry(app: FastAPI, settings: Settings) -> otel.OtelGuard | None:
     The providers are the app's own, not the process-global ones: a test
     process builds many apps. Health and metrics probes are not traced.
     """
-    config = settings.otel
-    if config.exporter == "none":
+    if settings.otel.exporter == "none":
         return None
-    if config.service_name == otel.OtelConfig().service_name:
-        config = config.model_copy(update={"service_name": COMPONENT})
+    config = settings.otel.named(COMPONENT)
     guard = otel.init_otel(config, set_global=False)
     FastAPIInstrumentor.instrument_app(
         app,

@@ -238,7 +238,7 @@ class Kube:
         async def listed(client: lightkube.AsyncClient) -> Listed:
             pages = client.list(
                 kind.resource(),
-                namespace=namespace or lightkube.ALL_NS if kind.namespaced else None,
+                namespace=_scope(kind, namespace),
                 chunk_size=page,
                 labels=_selector(labels),
             )
@@ -270,7 +270,7 @@ class Kube:
         raises `errors.ExternalServiceError` with status_code 410 (`expired`):
         list again and watch from the new one.
         """
-        attempt = 0
+        relogin = True
         while True:
             client = await self._fresh_client()
             # lightkube's public watch() cannot ask for bookmarks: its request builder and
@@ -279,7 +279,7 @@ class Kube:
             request = generic.prepare_request(
                 "list",
                 res=kind.resource(),
-                namespace=namespace or lightkube.ALL_NS if kind.namespaced else None,
+                namespace=_scope(kind, namespace),
                 watch=True,
                 params={
                     "allowWatchBookmarks": "true",
@@ -295,18 +295,15 @@ class Kube:
             )
             try:
                 async for event_type, obj in generic.watch(request, on_error=_raise):
-                    attempt = 0
+                    relogin = True  # a stream that delivered may log in again when refused
                     yield WatchEvent(event_type, _plain(obj))
                     resource_version = (obj.get("metadata") or {}).get(
                         "resourceVersion", resource_version
                     )
-            except httpx2.HTTPStatusError as exc:  # lightkube's ApiError, or a non-Status body
-                if _status_code(exc) == 401 and attempt == 0 and await self._relogin(client):
-                    attempt += 1
-                    continue
-                raise self._error(exc, "watch", kind, namespace) from None
-            except httpx2.HTTPError as exc:
-                raise _transport_error(exc, self.server) from None
+            except (httpx2.HTTPError, lightkube.ConfigError) as exc:
+                await self._recover(exc, client, "watch", kind, namespace, relogin=relogin)
+                relogin = False
+                continue
             return
 
     # -- writes --------------------------------------------------------------------------------
@@ -458,22 +455,34 @@ class Kube:
     ) -> Any:
         """`operation` with the current client; one re-login after a 401; our errors."""
         client = await self._fresh_client()
-        for attempt in (1, 2):
+        for relogin in (True, False):
             try:
                 return await operation(client)
-            except httpx2.HTTPStatusError as exc:  # lightkube's ApiError, or a non-Status body
-                code = _status_code(exc)
-                if code == 404 and missing_ok:
+            except (httpx2.HTTPError, lightkube.ConfigError) as exc:
+                if missing_ok and _status_code(exc) == 404:
                     return None
-                if code == 401 and attempt == 1 and await self._relogin(client):
-                    client = self._client
-                    continue
-                raise self._error(exc, verb, kind, namespace) from None
-            except httpx2.HTTPError as exc:
-                raise _transport_error(exc, self.server) from None
-            except lightkube.ConfigError as exc:
-                raise errors.ConfigError(str(exc), key="kubeconfig") from None
+                await self._recover(exc, client, verb, kind, namespace, relogin=relogin)
+                client = self._client
         raise errors.UnexpectedError("the call loop ended without an answer")  # pragma: no cover
+
+    async def _recover(
+        self,
+        exc: Exception,
+        client: lightkube.AsyncClient,
+        verb: Verb,
+        kind: Kind,
+        namespace: str | None,
+        *,
+        relogin: bool,
+    ) -> None:
+        """Return when a try again may work (a 401, logged in again); else raise our error."""
+        if isinstance(exc, httpx2.HTTPStatusError):  # lightkube's ApiError, or a non-Status body
+            if relogin and _status_code(exc) == 401 and await self._relogin(client):
+                return
+            raise self._error(exc, verb, kind, namespace) from None
+        if isinstance(exc, httpx2.HTTPError):
+            raise _transport_error(exc, self.server) from None
+        raise errors.ConfigError(str(exc), key="kubeconfig") from None
 
     async def _fresh_client(self) -> lightkube.AsyncClient:
         client = self._client
@@ -614,7 +623,10 @@ def _retry_after(exc: httpx2.HTTPStatusError) -> str | None:
     return response.headers.get("Retry-After") if response is not None else None
 
 
-def _status_code(exc: httpx2.HTTPStatusError) -> int:
+def _status_code(exc: Exception) -> int:
+    """The HTTP status of a refusal; 0 for what is no answer (refused connection, bad config)."""
+    if not isinstance(exc, httpx2.HTTPStatusError):
+        return 0
     return int(_status(exc).get("code") or 0)
 
 
@@ -643,15 +655,27 @@ def _plain(obj: Any) -> Object:
 
 def _kind_of(obj: Mapping[str, Any]) -> Kind:
     api_version, kind = str(obj.get("apiVersion") or ""), str(obj.get("kind") or "")
-    group, _, version = api_version.rpartition("/")
-    for known in (*_KNOWN, *(Kind.of(model) for model in KINDS)):
-        if (known.group, known.version, known.kind) == (group, version, kind):
-            return known
+    if (known := _known_kinds().get((api_version, kind))) is not None:
+        return known
     raise errors.ValidationError(
         f"{kind or '(no kind)'} of apiVersion {api_version or '(none)'} is not a kind llm-infra"
         " writes: name it with a Kind",
         field="kind",
     )
+
+
+@functools.cache
+def _known_kinds() -> dict[tuple[str, str], Kind]:
+    """The kinds `apply` and `create` take by their objects' apiVersion and kind."""
+    kinds = (*_KNOWN, *(Kind.of(model) for model in KINDS))
+    return {(kind.api_version, kind.kind): kind for kind in kinds}
+
+
+def _scope(kind: Kind, namespace: str | None) -> str | None:
+    """lightkube's namespace argument: the one given, every namespace, or none (cluster kinds)."""
+    if not kind.namespaced:
+        return None
+    return namespace or lightkube.ALL_NS
 
 
 def _selector(labels: Selector | None) -> dict[str, Any] | None:

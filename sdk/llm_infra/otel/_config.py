@@ -52,6 +52,12 @@ class OtelConfig(pydantic.BaseModel):
     capture_content: bool = False
     """Record prompts and completions on spans (redacted). Off: they may hold personal data."""
 
+    def named(self, service: str) -> OtelConfig:
+        """This config with `service` as its service name, unless one was given (env, settings)."""
+        if "service_name" in self.model_fields_set:
+            return self
+        return self.model_copy(update={"service_name": service})
+
     @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None) -> OtelConfig:
         """Read the standard OTEL_* variables; unset ones keep the defaults.

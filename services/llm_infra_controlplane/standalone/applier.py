@@ -121,7 +121,8 @@ def _take(folder: Folder, document: Any, source: str) -> None:
     except pydantic.ValidationError as exc:
         folder.problems.append(f"{source}: {kind} {name}: {errors.validation_text(exc)}")
         return
-    digest = jsondoc.canonical_sha256(document)
+    # The model's JSON form: YAML's dates and the like have no canonical JSON of their own.
+    digest = jsondoc.canonical_sha256(obj.model_dump(mode="json", by_alias=True))
     folder.resources[(kind, namespace, name)] = Declared(kind, namespace, name, obj, source, digest)
 
 

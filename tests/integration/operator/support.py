@@ -24,6 +24,16 @@ def apply(kube: KubeServer, namespace: str, *manifests: Mapping[str, Any]) -> No
     kube.kubectl("apply", "-n", namespace, "-f", str(path))
 
 
+def inline_configsource(name: str, **values: Any) -> dict[str, Any]:
+    """A ConfigSource of one inline layer: the smallest resource that reconciles to Ready."""
+    return {
+        "apiVersion": "infra.llmdevops.io/v1alpha1",
+        "kind": "ConfigSource",
+        "metadata": {"name": name},
+        "spec": {"layers": [{"name": "base", "inline": values}]},
+    }
+
+
 def get(kube: KubeServer, namespace: str, resource: str, name: str) -> dict[str, Any] | None:
     """The object as JSON, or None when it does not exist."""
     found = kube.kubectl("get", resource, name, "-n", namespace, "--ignore-not-found", "-o", "json")

@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.integration.operator.support import apply, wait_condition
+from tests.integration.operator.support import apply, inline_configsource, wait_condition
 from tests.servers.kube import ExecPlugin, KubeServer
 from tests.servers.operator import OPERATOR_USER, OperatorProcess
 
@@ -34,13 +34,7 @@ def operator_login(plugin: ExecPlugin) -> Path:
 def test_an_exec_plugin_kubeconfig_reaches_the_api_server_from_the_operator(
     kube: KubeServer, op_namespace: str, operator: OperatorProcess, plugin: ExecPlugin
 ) -> None:
-    source = {
-        "apiVersion": "infra.llmdevops.io/v1alpha1",
-        "kind": "ConfigSource",
-        "metadata": {"name": "via-exec"},
-        "spec": {"layers": [{"name": "base", "inline": {"model": "small"}}]},
-    }
-    apply(kube, op_namespace, source)
+    apply(kube, op_namespace, inline_configsource("via-exec", model="small"))
     ready = wait_condition(kube, op_namespace, "cfgsrc", "via-exec")
     assert ready["status"]["version"] == 1
     # kopf's login and the operator's own client each ran the plugin.

@@ -11,7 +11,7 @@ from collections.abc import Iterator
 
 import pytest
 
-from tests.integration.operator.support import apply, wait_condition
+from tests.integration.operator.support import apply, inline_configsource, wait_condition
 from tests.servers.kube import KubeServer
 from tests.servers.operator import OperatorProcess
 from tests.servers.otlp import Receiver, Span, attributes
@@ -40,13 +40,7 @@ def operator_settings(operator_settings: dict[str, str], receiver: Receiver) -> 
 def test_each_reconcile_is_a_span(
     kube: KubeServer, op_namespace: str, operator: OperatorProcess, receiver: Receiver
 ) -> None:
-    source = {
-        "apiVersion": "infra.llmdevops.io/v1alpha1",
-        "kind": "ConfigSource",
-        "metadata": {"name": "traced"},
-        "spec": {"layers": [{"name": "base", "inline": {"model": "small"}}]},
-    }
-    apply(kube, op_namespace, source)
+    apply(kube, op_namespace, inline_configsource("traced", model="small"))
     wait_condition(kube, op_namespace, "cfgsrc", "traced")
 
     def reconciles() -> list[tuple[dict[str, object], Span]]:

@@ -52,3 +52,14 @@ def test_the_digest_follows_the_content(tmp_path: Path) -> None:
     second = standalone.read_folder(tmp_path).resources[("Route", "default", "chat")]
     assert first.digest != second.digest
     assert standalone.read_folder(tmp_path).resources[("Route", "default", "chat")] == second
+
+
+def test_yaml_dates_in_a_layer_read_and_digest(tmp_path: Path) -> None:
+    (tmp_path / "config.yaml").write_text(
+        "apiVersion: infra.llmdevops.io/v1alpha1\nkind: ConfigSource\nmetadata: {name: app}\n"
+        "spec: {layers: [{name: base, inline: {release: 2024-01-01}}]}\n"
+    )
+    first, again = standalone.read_folder(tmp_path), standalone.read_folder(tmp_path)
+    assert first.problems == []
+    key = ("ConfigSource", "default", "app")
+    assert first.resources[key].digest == again.resources[key].digest

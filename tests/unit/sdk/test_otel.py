@@ -457,3 +457,9 @@ def test_init_otel_builds_every_exporter(exporter: otel.Exporter) -> None:
     assert guard.meter_provider is not None
     assert guard.logger_provider is not None
     guard.shutdown()  # nothing recorded, so nothing is sent to the closed port
+
+
+def test_a_service_names_itself_unless_the_config_did() -> None:
+    assert otel.OtelConfig().named("llm-infra-operator").service_name == "llm-infra-operator"
+    given = otel.OtelConfig.from_env({"OTEL_SERVICE_NAME": "ops-eu"})
+    assert given.named("llm-infra-operator").service_name == "ops-eu"

@@ -121,6 +121,3 @@ async def test_remove_runs_the_kinds_remover_and_forgets_the_key() -> None:
     assert remove.calls == [(KEY, "v1")]
     rec.forget(KEY)
     assert rec.failures == {}
-    assert reconcile.summary({KEY: reconcile.Failure("m", 1, 0.0, False)}) == [
-        "Thing team-a/one: m"
-    ]
