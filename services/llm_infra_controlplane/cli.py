@@ -17,6 +17,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
+import os
 import signal
 import sys
 from pathlib import Path
@@ -29,12 +30,16 @@ from llm_infra_controlplane import settings as settings_module
 from llm_infra_controlplane.access import admin_key
 from llm_infra_controlplane.main import create_app
 from llm_infra_controlplane.settings import Settings
+from llm_infra_controlplane.standalone import data_dir
 from llm_infra_controlplane.standalone.nats_child import NatsChild
+from llm_infra_controlplane.web import server
 
 DEFAULT_RESOURCES = Path("examples")
 GRACEFUL_SHUTDOWN_SECONDS = 10
 """How long in-flight requests may take to finish after Ctrl-C or SIGTERM."""
 EXIT_CONFIG = 2
+KEEP_ALIVE_SECONDS = 5
+"""How long an idle kept-alive connection stays open (uvicorn's default, stated)."""
 
 
 def _common(parser: argparse.ArgumentParser) -> None:
@@ -110,15 +115,21 @@ def up(args: argparse.Namespace) -> int:
     resources: Path | None = args.resources or settings.resources_dir
     if resources is None and not args.no_resources and DEFAULT_RESOURCES.is_dir():
         resources = DEFAULT_RESOURCES
-    settings.data_dir.mkdir(parents=True, exist_ok=True)
-    if args.rotate_admin_key:
-        asyncio.run(admin_key.rotate_admin_key(settings.data_dir))
+    os.umask(data_dir.PRIVATE_UMASK)  # what we write is ours alone (docs/security.md)
     with contextlib.ExitStack() as stack:
+        try:
+            stack.enter_context(data_dir.claim(settings.data_dir))
+        except errors.ConfigError as exc:
+            return _refuse("up", [exc.message])
+        if args.rotate_admin_key:
+            asyncio.run(admin_key.rotate_admin_key(settings.data_dir))
         if settings.nats_url is None:
             nats = settings.data_dir / "nats"
             child = stack.enter_context(NatsChild(nats, settings.data_dir / "nats.log"))
-            settings = settings.model_copy(update={"nats_url": child.url})
-            _say(f"nats-server (JetStream) on {child.url}, store in {nats}")
+            settings = settings.model_copy(
+                update={"nats_url": child.url, "nats_token": child.token}
+            )
+            _say(f"nats-server (JetStream) on {child.url}, store in {nats}, token required")
         settings = settings.model_copy(update={"resources_dir": resources})
         _say(f"data in {settings.data_dir}")
         _say(f"resources from {resources}" if resources else "no resource folder")
@@ -136,9 +147,24 @@ def serve(args: argparse.Namespace) -> int:
     settings = settings.model_copy(update={"resources_dir": None})
     if problems := settings.serve_problems():
         return _refuse("serve", problems)
-    settings.data_dir.mkdir(parents=True, exist_ok=True)  # in a pod: the volume's mount point
+    os.umask(data_dir.PRIVATE_UMASK)
+    data_dir.make_private(settings.data_dir)  # in a pod: the volume's mount point
     _run(settings)
     return 0
+
+
+def server_config(app: Any, settings: Settings) -> uvicorn.Config:
+    """uvicorn as the control plane runs it: httptools with the limits of `web.server`."""
+    return uvicorn.Config(
+        app,
+        host=settings.host,
+        port=settings.port,
+        log_level=settings.log_level,
+        timeout_graceful_shutdown=GRACEFUL_SHUTDOWN_SECONDS,
+        http=server.guarded_protocol(settings.limits),
+        timeout_keep_alive=KEEP_ALIVE_SECONDS,
+        ws="none",
+    )
 
 
 def _run(settings: Settings) -> None:
@@ -147,13 +173,8 @@ def _run(settings: Settings) -> None:
     # streams), lifespan shutdown runs, then it raises the signal again; ours turn it into a
     # normal exit, so an ExitStack stops a nats-server child after the app that used it.
     signal.signal(signal.SIGTERM, _exit_normally)
-    config = uvicorn.Config(
-        app,
-        host=settings.host,
-        port=settings.port,
-        log_level=settings.log_level,
-        timeout_graceful_shutdown=GRACEFUL_SHUTDOWN_SECONDS,
-    )
+    server.raise_open_files_limit()
+    config = server_config(app, settings)
     with contextlib.suppress(KeyboardInterrupt):
         uvicorn.Server(config).run()
 

@@ -36,6 +36,7 @@ from llm_infra_controlplane.vectors import routes as vector_routes
 from llm_infra_controlplane.vectors.registry import CollectionRegistry
 from llm_infra_controlplane.web import metrics, problems
 from llm_infra_controlplane.web.auth import require
+from llm_infra_controlplane.web.guard import Guard
 
 COMPONENT = "llm-infra-controlplane"
 """How the control plane names itself: telemetry's service.name, the API server's events."""
@@ -96,6 +97,8 @@ async def start_security(settings: Settings) -> Security:
         rules=settings.access_rules,
         jwt=settings.jwt,
         admin_key_dir=settings.data_dir if settings.standalone_admin_key else None,
+        auth_failures_per_minute=settings.limits.auth_failures_per_minute,
+        concurrent_key_checks=settings.limits.concurrent_key_checks,
     )
 
 
@@ -118,7 +121,11 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             stack.push_async_callback(app.state.collections.close)
             app.state.configs = ConfigStore()
             # In a cluster the operator writes the audit streams; standalone, we do.
-            app.state.audit = AuditService(settings.nats_url, owns_streams=not settings.kube_feeds)
+            app.state.audit = AuditService(
+                settings.nats_url,
+                token=settings.nats_token,
+                owns_streams=not settings.kube_feeds,
+            )
             stack.push_async_callback(app.state.audit.close)
             stack.callback(app.state.configs.close)  # ends open watch streams
             await app.state.audit.start()
@@ -135,6 +142,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     )
     problems.install(app)
     app.add_middleware(metrics.RedMetrics)
+    # Outermost: limits and authentication come before anything reads the body.
+    app.add_middleware(Guard, limits=settings.limits)
     telemetry = _telemetry(app, settings)
     app.include_router(health.router)
     app.include_router(metrics.router)

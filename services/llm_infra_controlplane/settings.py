@@ -23,7 +23,7 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
-from pydantic import Field
+from pydantic import BaseModel, ConfigDict, Field, SecretStr
 from pydantic_settings import SettingsConfigDict
 
 from llm_infra import auth, config
@@ -38,6 +38,56 @@ def default_data_dir() -> Path:
     """The XDG data home's llm-infra folder (~/.local/share/llm-infra)."""
     data_home = os.environ.get("XDG_DATA_HOME") or Path.home() / ".local" / "share"
     return Path(data_home) / "llm-infra"
+
+
+KIB = 1024
+MIB = 1024 * KIB
+
+
+class ServerLimits(BaseModel):
+    """What one client may make the server hold: bytes, seconds, connections, password checks.
+
+    docs/security.md explains each against the attack it bounds.
+    """
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    max_header_bytes: int = Field(
+        64 * KIB, ge=4 * KIB, description="request line and headers, in bytes (else 431)"
+    )
+    max_body_bytes: int = Field(
+        1 * MIB, ge=KIB, description="a request body, in bytes (else 413), unless below"
+    )
+    max_vector_body_bytes: int = Field(
+        32 * MIB,
+        ge=KIB,
+        description="the body of a point upsert or a batch search (about 2,000 points of"
+        " 1,536 dimensions), in bytes (else 413)",
+    )
+    header_timeout: float = Field(
+        10.0, gt=0, description="seconds from a request's first byte to the end of its headers"
+    )
+    body_timeout: float = Field(
+        60.0, gt=0, description="seconds from the end of the headers to the end of the body"
+    )
+    max_connections: int = Field(
+        1024,
+        ge=1,
+        description="open connections; idle and half-sent ones are closed first to make room"
+        " (lowered to what the open-files limit allows)",
+    )
+    auth_failures_per_minute: int = Field(
+        30,
+        ge=1,
+        description="failed API key or JWT checks per client address and minute before it"
+        " gets 429 without any further check",
+    )
+    concurrent_key_checks: int = Field(
+        2,
+        ge=1,
+        description="argon2id checks of API keys running at once (each takes ~64 MiB and a"
+        " core for ~50 ms); the rest wait",
+    )
 
 
 class Settings(config.InfraSettings):
@@ -106,7 +156,7 @@ class Settings(config.InfraSettings):
     api_keys: tuple[auth.ApiKeyRecord, ...] = Field(
         (),
         description="provisioned API keys as stored records (argon2id hash, never the key),"
-        " e.g. the operator's; a key's owner is its subject in access_rules",
+        " e.g. the operator's; a key owned by alice is subject apikey:alice in access_rules",
     )
     access_rules: tuple[AccessRule, ...] = Field(
         (),
@@ -124,6 +174,16 @@ class Settings(config.InfraSettings):
     )
     jwt_groups_claim: str = Field(
         "groups", description="JWT modes: the claim (dotted path) holding the caller's groups"
+    )
+    nats_token: SecretStr | None = Field(
+        None,
+        description="the token NATS requires (LLM_INFRA_NATS_TOKEN, from a Secret);"
+        " `llm-infra up` makes one for its nats-server child in <data_dir>/nats-token",
+    )
+    limits: ServerLimits = Field(
+        default_factory=ServerLimits,
+        description="bounds on what one client may make the server hold"
+        " (LLM_INFRA_LIMITS__MAX_BODY_BYTES=...); see docs/security.md",
     )
     otel: OtelConfig = Field(
         default_factory=OtelConfig.from_env,
@@ -175,4 +235,4 @@ def load(*, flags: Mapping[str, Any] | None = None, settings_file: Path | None =
     return config.load_settings(Settings, files=[file] if file else (), init=given)
 
 
-__all__ = ["SETTINGS_FILE_ENV", "Settings", "default_data_dir", "load"]
+__all__ = ["SETTINGS_FILE_ENV", "ServerLimits", "Settings", "default_data_dir", "load"]

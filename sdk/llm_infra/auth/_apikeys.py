@@ -106,6 +106,7 @@ class ApiKeyAuthenticator:
         prefix: str = DEFAULT_PREFIX,
         pepper: pydantic.SecretBytes | bytes | None = None,
         clock: Clock = _utcnow,
+        concurrent_checks: int = 2,
     ) -> None:
         if not _PREFIX.fullmatch(prefix):
             raise errors.ConfigError(f"API key prefix {prefix!r} must match {_PREFIX.pattern}")
@@ -117,8 +118,7 @@ class ApiKeyAuthenticator:
         self.prefix = prefix
         self._pepper = pepper
         self._clock = clock
-        # Verified when a lookup id is unknown, so a miss costs what a wrong secret costs.
-        self._dummy_hash = self._hash(secrets.token_urlsafe(_SECRET_BYTES))[1]
+        self._checks = asyncio.Semaphore(concurrent_checks)
 
     # -- issuing -------------------------------------------------------------------------------
 
@@ -173,14 +173,15 @@ class ApiKeyAuthenticator:
             raise errors.InvalidCredentials("malformed API key")
         return key_id, secret
 
-    def _matches(self, record: ApiKeyRecord | None, secret: str) -> bool:
-        if record is None:
-            self._verify(self._dummy_hash_algorithm(), self._dummy_hash, secret)
-            return False
-        return self._verify(record.algorithm, record.secret_hash, secret)
-
-    def _dummy_hash_algorithm(self) -> HashAlgorithm:
-        return "hmac-sha256" if self._pepper is not None else "argon2id"
+    async def _check(self, record: ApiKeyRecord, secret: str) -> bool:
+        if record.algorithm != "argon2id":
+            return self._verify(record.algorithm, record.secret_hash, secret)
+        # argon2id takes ~50 ms of a core and 64 MiB: off the event loop, and at most
+        # `concurrent_checks` at once, so a burst of guesses queues instead of taking memory.
+        async with self._checks:
+            return await asyncio.to_thread(
+                self._verify, record.algorithm, record.secret_hash, secret
+            )
 
     def _verify(self, algorithm: HashAlgorithm, secret_hash: str, secret: str) -> bool:
         if algorithm == "argon2id":
@@ -193,8 +194,11 @@ class ApiKeyAuthenticator:
     async def authenticate(self, credentials: _identity.Credentials) -> _identity.Identity:
         key_id, secret = self._parse(credentials.secret.get_secret_value())
         record = await self.store.get(key_id)
-        # argon2id takes ~100 ms of CPU: off the event loop, so other requests go on meanwhile.
-        if not await asyncio.to_thread(self._matches, record, secret) or record is None:
+        # An unknown id is refused before any hashing: a lookup id is no secret (it is
+        # printed with the key), and a check per guess would let anyone spend our CPU.
+        if record is None:
+            raise errors.InvalidCredentials(f"API key {key_id} is not valid")
+        if not await self._check(record, secret):
             raise errors.InvalidCredentials(f"API key {key_id} is not valid")
         if not record.usable_at(self._clock()):
             state = "revoked" if record.revoked_at is not None else "expired"

@@ -34,7 +34,8 @@ _PRIVATE_KEY_BLOCK = re.compile(
 _URL_USERINFO = re.compile(r"(?P<scheme>\b[a-zA-Z][a-zA-Z0-9+.-]*://)[^\s/?#]*@")
 _AUTHORIZATION_HEADER = re.compile(
     r"(?P<head>\b(?:proxy-)?authorization[\"']?\s*[:=]\s*[\"']?(?:[a-z][\w-]*\s+)?)"
-    r"(?P<credential>[^\s\"',;]+)",
+    # A placeholder (`Bearer <token>` in a help text) is no credential.
+    r"(?P<credential>(?!<[^<>\s]*>)(?![a-z][\w-]*\s+<)[^\s\"',;]+)",
     re.IGNORECASE,
 )
 # "Basic" stays case-sensitive so prose like "basic checks failed" survives.
@@ -72,5 +73,9 @@ def _mask_pair(match: re.Match[str]) -> str:
     name, separator, value = match["name"], match["separator"], match["value"]
     quote = value[0] if value[0] in "\"'" else ""
     if ":" in separator and not quote and _WEAK_NAME.fullmatch(name.strip("\"'")):
+        return match[0]
+    if name == "apikey" and separator == ":" and not quote:
+        # A subject (`apikey:<owner>`, how the control plane names a key's owner), not a key:
+        # the key itself never follows its scheme without a space or an "=".
         return match[0]
     return f"{name}{separator}{quote}{MASK}{quote}"

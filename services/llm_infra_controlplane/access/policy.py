@@ -37,13 +37,47 @@ IMPLIED: dict[Action, frozenset[Action]] = {
 }
 
 
+APIKEY_SUBJECT = "apikey:"
+JWT_SUBJECT = "jwt:"
+
+
+def subject_of(identity: auth.Identity) -> str:
+    """The caller's subject, saying how it signed in: ``apikey:<owner>``, ``jwt:<iss>#<sub>``.
+
+    One space for both would let a JWT whose ``sub`` is ``alice`` inherit the rules of
+    the API key owner alice (or the reverse); the issuer keeps two identity providers'
+    ``alice`` apart as well.
+    """
+    if identity.method == "jwt":
+        return f"{JWT_SUBJECT}{identity.claims.get('iss', '')}#{identity.subject}"
+    if identity.method == "apikey" and identity is not ANONYMOUS:
+        return f"{APIKEY_SUBJECT}{identity.subject}"
+    return identity.subject
+
+
+def _check_subject(subject: str) -> str:
+    if subject == "*":
+        return subject
+    if subject.startswith(APIKEY_SUBJECT) and len(subject) > len(APIKEY_SUBJECT):
+        return subject
+    issuer, hash_sign, sub = subject.removeprefix(JWT_SUBJECT).rpartition("#")
+    if subject.startswith(JWT_SUBJECT) and issuer and hash_sign and sub:
+        return subject
+    raise ValueError(
+        f"subject {subject!r} does not say how the caller signs in: write"
+        f" 'apikey:{subject}' for an API key's owner, 'jwt:<issuer>#{subject}' for a JWT's"
+        " sub, or '*' for every authenticated caller"
+    )
+
+
 class AccessRule(pydantic.BaseModel):
     """A grant: `subjects` or members of `groups` may do `actions` on `kinds` in `namespaces`.
 
-    Namespaces and kinds are globs (``team-*``); a subject is an API key's owner or a
-    JWT's ``sub``, and ``*`` names every authenticated caller. Grants only, so order never
-    matters. `write` includes `read`; `admin` (the collection admin API's PUT and DELETE)
-    includes both.
+    Namespaces and kinds are globs (``team-*``). A subject says how the caller signs in:
+    ``apikey:<owner>`` (an API key's owner), ``jwt:<issuer>#<sub>`` (a JWT's issuer and
+    ``sub``), or ``*`` for every authenticated caller; groups come from JWTs. Grants only,
+    so order never matters. `write` includes `read`; `admin` (the collection admin API's
+    PUT and DELETE) includes both.
     """
 
     model_config = pydantic.ConfigDict(frozen=True, extra="forbid")
@@ -53,6 +87,11 @@ class AccessRule(pydantic.BaseModel):
     namespaces: tuple[str, ...] = ("*",)
     kinds: tuple[str, ...] = ("*",)
     actions: tuple[Action, ...] = pydantic.Field(min_length=1)
+
+    @pydantic.field_validator("subjects")
+    @classmethod
+    def _qualified(cls, subjects: tuple[str, ...]) -> tuple[str, ...]:
+        return tuple(_check_subject(subject) for subject in subjects)
 
     @pydantic.model_validator(mode="after")
     def _names_someone(self) -> AccessRule:
@@ -88,10 +127,13 @@ def _any_glob(patterns: tuple[str, ...], value: str | None) -> bool:
 __all__ = [
     "ACTION_EXTRA",
     "ANONYMOUS",
+    "APIKEY_SUBJECT",
     "IMPLIED",
+    "JWT_SUBJECT",
     "READ_ONLY_ROUTE",
     "AccessRule",
     "Action",
     "AuthMode",
     "Kind",
+    "subject_of",
 ]

@@ -9,6 +9,13 @@ API key prefix (``llmi_``) is an API key, checked against stored argon2id hashes
 provider's JWKS with issuer, audience and algorithms pinned from the settings.
 Then `policy.AccessRule`s decide per namespace, resource kind and action.
 
+A caller's subject says how it signed in (`policy.subject_of`): ``apikey:<owner>``
+for an API key, ``jwt:<issuer>#<sub>`` for a JWT, so a JWT whose ``sub`` is an
+API key owner's name gains nothing of that owner's rules. Failed checks are
+counted per client address: past `auth_failures_per_minute` the address gets
+429 without any further check, and argon2id checks run at most
+`concurrent_key_checks` at a time, so guessing cannot take the CPU or the memory.
+
 Failures are `llm_infra.errors.AuthError`s, answered by `web.problems`: 401
 (with ``WWW-Authenticate: Bearer``) for missing or bad credentials, 403 naming
 the namespace, kind and action. Verifying is `llm_infra.auth`'s and
@@ -18,21 +25,32 @@ the namespace, kind and action. Verifying is `llm_infra.auth`'s and
 from __future__ import annotations
 
 import asyncio
+import collections
 import dataclasses
 import datetime
 import hashlib
 import logging
-from collections.abc import Mapping, Sequence
+import time
+from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
 from llm_infra import auth, crypto, errors
 from llm_infra_controlplane.access import admin_key
-from llm_infra_controlplane.access.policy import ANONYMOUS, AccessRule, Action, AuthMode
+from llm_infra_controlplane.access.policy import (
+    ANONYMOUS,
+    AccessRule,
+    Action,
+    AuthMode,
+    subject_of,
+)
 
 # Verified API keys, by the SHA-256 of the key: argon2id costs tens of milliseconds and
 # 64 MiB per check, paid once per key and process instead of once per request.
 _VERIFIED_CACHE_SIZE = 1024
+# Addresses whose failures are remembered; past it the oldest are forgotten first.
+_FAILING_CLIENTS = 4096
+_FAILURE_WINDOW = 60.0
 
 log = logging.getLogger(__name__)
 
@@ -58,6 +76,47 @@ class _ThreadedVerifier:
         return await asyncio.to_thread(self._verifier.verify, token)
 
 
+class FailureLimiter:
+    """Failed sign-ins per client address in the last minute; past `limit`, 429 up front."""
+
+    def __init__(self, limit: int, *, clock: Callable[[], float] = time.monotonic) -> None:
+        self.limit = limit
+        self._clock = clock
+        self._failures: collections.OrderedDict[str, collections.deque[float]] = (
+            collections.OrderedDict()
+        )
+
+    def check(self, client: str | None) -> None:
+        """RateLimited (429, with Retry-After) if `client` failed `limit` times this minute."""
+        recent = self._recent(client)
+        if recent is not None and len(recent) >= self.limit:
+            wait = recent[0] + _FAILURE_WINDOW - self._clock()
+            raise errors.RateLimited(
+                f"{len(recent)} failed sign-ins from this address in the last minute:"
+                " check the credentials, then retry after the Retry-After delay",
+                retry_after=max(1.0, wait),
+            )
+
+    def failed(self, client: str | None) -> None:
+        if client is None:
+            return
+        recent = self._recent(client)
+        if recent is None:
+            recent = self._failures[client] = collections.deque(maxlen=self.limit)
+            while len(self._failures) > _FAILING_CLIENTS:
+                self._failures.popitem(last=False)
+        recent.append(self._clock())
+        self._failures.move_to_end(client)
+
+    def _recent(self, client: str | None) -> collections.deque[float] | None:
+        if client is None or (recent := self._failures.get(client)) is None:
+            return None
+        horizon = self._clock() - _FAILURE_WINDOW
+        while recent and recent[0] < horizon:
+            recent.popleft()
+        return recent
+
+
 class Security:
     """Authenticates requests and authorizes them against access rules; built once per app."""
 
@@ -69,9 +128,11 @@ class Security:
         jwt: auth.JwtAuthenticator | None = None,
         rules: tuple[AccessRule, ...] = (),
         admin_key_id: str | None = None,
+        auth_failures_per_minute: int = 30,
     ) -> None:
         self.mode = mode
         self.rules = rules
+        self.failures = FailureLimiter(auth_failures_per_minute)
         self._api_keys = api_keys
         self._jwt = jwt
         self._admin_key_id = admin_key_id
@@ -90,6 +151,8 @@ class Security:
         rules: Sequence[AccessRule] = (),
         jwt: JwtSettings | None = None,
         admin_key_dir: Path | None = None,
+        auth_failures_per_minute: int = 30,
+        concurrent_key_checks: int = 2,
     ) -> Security:
         """Build for `mode`: provisioned keys, the admin key of `admin_key_dir`, the JWKS.
 
@@ -112,7 +175,7 @@ class Security:
                 admin = await admin_key.ensure_admin_key(admin_key_dir)
                 await store.put(admin)
                 admin_key_id = admin.key_id
-            authenticator = auth.ApiKeyAuthenticator(store)
+            authenticator = auth.ApiKeyAuthenticator(store, concurrent_checks=concurrent_key_checks)
         if mode in ("jwt", "api-key+jwt"):
             jwt_authenticator = _jwt_authenticator(mode, jwt)
         log.info("auth: %s, %d access rules", mode, len(rules))
@@ -122,15 +185,26 @@ class Security:
             jwt=jwt_authenticator,
             rules=tuple(rules),
             admin_key_id=admin_key_id,
+            auth_failures_per_minute=auth_failures_per_minute,
         )
 
-    async def authenticate(self, headers: Mapping[str, str]) -> auth.Identity:
-        """The caller of a request with these headers, or an AuthError (401)."""
+    async def authenticate(
+        self, headers: Mapping[str, str], *, client: str | None = None
+    ) -> auth.Identity:
+        """The caller of a request with these headers, or an AuthError (401, 429).
+
+        `client` is the peer's address: its failures are counted, and past the limit
+        it is refused before any check.
+        """
         if self.mode == "none":
             return ANONYMOUS
+        identity = await self._authenticate(headers, client)
+        return identity.model_copy(update={"subject": subject_of(identity)})
+
+    async def _authenticate(self, headers: Mapping[str, str], client: str | None) -> auth.Identity:
         credentials = auth.Credentials.from_headers(headers)
         if self._api_keys is not None and self._api_keys.handles(credentials):
-            return await self._verify_api_key(self._api_keys, credentials)
+            return await self._verify_api_key(self._api_keys, credentials, client)
         if self._jwt is not None and credentials.scheme == "bearer":
             return await self._jwt.authenticate(credentials)
         # Only one scheme is on: say which one the caller should have sent.
@@ -140,11 +214,29 @@ class Security:
             else "a JWT from the configured identity provider"
         )
         raise errors.InvalidCredentials(
-            f"auth_mode is {self.mode}: send 'Authorization: Bearer <token>' with {wanted}"
+            f"send 'Authorization: Bearer <token>' with {wanted} (auth_mode {self.mode})"
         )
 
+    async def valid_until(self, identity: auth.Identity) -> float | None:
+        """When the caller's credential stops being valid (epoch seconds), if it ever does.
+
+        A JWT's ``exp``; an API key's expiry. Long requests (watches) end then.
+        """
+        if identity.method == "jwt":
+            exp = identity.claims.get("exp")
+            return float(exp) if isinstance(exp, int | float) else None
+        key_id = identity.claims.get("key_id")
+        if identity.method == "apikey" and self._api_keys is not None and key_id is not None:
+            record = await self._api_keys.store.get(str(key_id))
+            if record is not None and record.expires_at is not None:
+                return record.expires_at.timestamp()
+        return None
+
     async def _verify_api_key(
-        self, authenticator: auth.ApiKeyAuthenticator, credentials: auth.Credentials
+        self,
+        authenticator: auth.ApiKeyAuthenticator,
+        credentials: auth.Credentials,
+        client: str | None,
     ) -> auth.Identity:
         digest = hashlib.sha256(credentials.secret.get_secret_value().encode()).digest()
         identity = self._verified.get(digest)
@@ -156,10 +248,18 @@ class Security:
         # after a start) wait for its answer instead of each paying ~100 ms of CPU for it.
         pending = self._verifying.get(digest)
         if pending is None:
+            # Only a check that costs argon2 counts: a verified key (above) and an unknown
+            # key id (refused before hashing) never do, so a client sharing the address of
+            # a guesser keeps working with its own key.
+            self.failures.check(client)
             pending = asyncio.ensure_future(authenticator.authenticate(credentials))
             self._verifying[digest] = pending
             pending.add_done_callback(lambda _: self._verifying.pop(digest, None))
-        identity = await asyncio.shield(pending)
+        try:
+            identity = await asyncio.shield(pending)
+        except errors.AuthError:
+            self.failures.failed(client)
+            raise
         if len(self._verified) >= _VERIFIED_CACHE_SIZE:
             self._verified.clear()  # a bound, not an LRU: only misses after it pay argon2 again
         self._verified[digest] = identity

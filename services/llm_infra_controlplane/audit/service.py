@@ -47,6 +47,7 @@ import nats
 import nats.errors
 import nats.js.errors
 import orjson
+import pydantic
 from nats.aio.client import Client as NatsClient
 from nats.js import JetStreamContext, api
 
@@ -211,8 +212,15 @@ class AuditService:
     is down at start is connected to on the next call.
     """
 
-    def __init__(self, nats_url: str | None, *, owns_streams: bool) -> None:
+    def __init__(
+        self,
+        nats_url: str | None,
+        *,
+        owns_streams: bool,
+        token: pydantic.SecretStr | None = None,
+    ) -> None:
         self.nats_url = nats_url
+        self._token = token
         self.owns_streams = owns_streams
         self._nc: NatsClient | None = None
         self._mq: mq.JetStreamQueue | None = None
@@ -265,6 +273,7 @@ class AuditService:
                     # Bounded: nats-py retries a refused *first* connect forever.
                     connecting = nats.connect(
                         self.nats_url,
+                        token=self._token.get_secret_value() if self._token else None,
                         connect_timeout=2,
                         allow_reconnect=True,
                         max_reconnect_attempts=-1,

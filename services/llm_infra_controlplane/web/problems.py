@@ -36,19 +36,24 @@ UNAVAILABLE_RETRY_AFTER = 1.0
 # Where FastAPI says a value came from; the field path below it is what the caller wrote.
 _SOURCES = {"body", "query", "path", "header", "cookie"}
 
-API_ERRORS = (400, 401, 403, 404, 422, 500)
+API_ERRORS = (400, 401, 403, 404, 413, 422, 429, 500)
 """What every /v1 route can answer: a body that cannot be parsed, no or bad credentials, no
-right, no such object (or path), an invalid parameter or body field, a bug."""
+right, no such object (or path), a body over its limit, an invalid parameter or body field,
+too many failed sign-ins, a bug."""
 _SCHEMAS = "#/components/schemas/"
 _REQUIRED_MEMBERS = ("type", "title", "status")
 _DESCRIPTIONS = {
-    400: "The body cannot be parsed (not UTF-8), or does not fit the resource (a vector's"
+    400: "The body cannot be parsed (not UTF-8), the request has several Authorization"
+    " headers, or the body does not fit the resource (a vector's"
     " dimensions: `expected`, `got`)",
     401: "No valid credentials: send 'Authorization: Bearer <API key or JWT>'",
     403: "The caller has no access rule granting this action here",
     404: "No such object (or path): the problem names it",
     409: "The request conflicts with the object's state: the problem says how",
+    413: "The body exceeds the route's limit (limits.max_body_bytes or"
+    " limits.max_vector_body_bytes): send less per request",
     422: "A parameter or body field is invalid: `field` names the first, `errors` each one",
+    429: "Too many failed sign-ins from this address: retry after Retry-After seconds",
     500: "An unexpected error: details are in the control plane's log",
     502: "A backend refused or failed the request",
     503: "A backend is unavailable: retry after Retry-After seconds",
@@ -60,6 +65,13 @@ _HEADERS: dict[int, dict[str, Any]] = {
             "description": "The scheme to authenticate with",
             "required": True,
             "schema": {"type": "string"},
+        }
+    },
+    429: {
+        "Retry-After": {
+            "description": "Seconds to wait before retrying",
+            "required": True,
+            "schema": {"type": "integer", "minimum": 0},
         }
     },
     503: {
@@ -170,6 +182,17 @@ def problem_response(error: errors.InfraError, request: Request) -> JSONResponse
     return _problem(body, error.status, headers or None)
 
 
+def status_response(status: int, detail: str, request: Request) -> JSONResponse:
+    """A problem of `status` for what is no `InfraError`: the HTTP layer's own refusals."""
+    body = errors.Problem(
+        title=http.HTTPStatus(status).phrase,
+        status=status,
+        detail=detail,
+        instance=request.url.path,
+    ).model_dump(mode="json", by_alias=True, exclude_none=True)
+    return _problem(body, status, None)
+
+
 async def _infra_error(request: Request, exc: Exception) -> JSONResponse:
     assert isinstance(exc, errors.InfraError)  # registered for InfraError only
     return problem_response(exc, request)
@@ -192,6 +215,8 @@ async def _validation_error(request: Request, exc: Exception) -> JSONResponse:
 
 async def _http_error(request: Request, exc: Exception) -> JSONResponse:
     assert isinstance(exc, HTTPException)
+    if exc.status_code in (400, 413):  # the guard's and the body reader's: a sentence
+        return status_response(exc.status_code, str(exc.detail), request)
     body = errors.Problem(
         title=str(exc.detail), status=exc.status_code, instance=request.url.path
     ).model_dump(mode="json", by_alias=True, exclude_none=True)

@@ -100,7 +100,9 @@ async def cp(
         api_keys=(operator_record,),
         access_rules=(
             policy.AccessRule(groups=("readers",), namespaces=("team-*",), actions=("read",)),
-            policy.AccessRule(subjects=(OPERATOR,), kinds=("collections",), actions=("admin",)),
+            policy.AccessRule(
+                subjects=(f"apikey:{OPERATOR}",), kinds=("collections",), actions=("admin",)
+            ),
         ),
     )
     app = create_app(settings)
@@ -187,7 +189,7 @@ async def test_the_operator_key_from_settings_has_admin_on_collections_only(
         403,
         "auth.insufficient_permissions",
     )
-    assert f"'{OPERATOR}' may not read configs in namespace 'team-a'" in detail
+    assert f"'apikey:{OPERATOR}' may not read configs in namespace 'team-a'" in detail
 
 
 async def test_a_wrong_api_key_is_refused_and_the_client_raises_the_same_error(
@@ -223,7 +225,7 @@ async def test_a_restart_keeps_the_admin_key_and_never_prints_it_again(
 async def test_a_jwt_of_a_reader_reads_but_may_not_write(cp: ControlPlane, idp: Idp) -> None:
     reader = _bearer(idp.token({"groups": ["readers"]}))
     response = await cp.http.get("/v1/namespaces/team-a/whoami", headers=reader)
-    assert response.json() == {"subject": "alice", "method": "jwt"}
+    assert response.json() == {"subject": f"jwt:{ISSUER}#alice", "method": "jwt"}
     assert (await cp.http.get(CONFIGS, headers=reader)).status_code == 200
 
     detail = _assert_problem(
@@ -231,7 +233,7 @@ async def test_a_jwt_of_a_reader_reads_but_may_not_write(cp: ControlPlane, idp: 
         403,
         "auth.insufficient_permissions",
     )
-    assert "'alice' may not admin collections in namespace 'team-a'" in detail
+    assert f"'jwt:{ISSUER}#alice' may not admin collections in namespace 'team-a'" in detail
     events = "/v1/namespaces/team-a/auditsinks/main/events"
     detail = _assert_problem(
         await cp.http.post(events, headers=reader, json={"events": []}),

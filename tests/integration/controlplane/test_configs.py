@@ -431,7 +431,7 @@ async def test_an_invalid_first_version_is_the_callers_error(serve: Serve) -> No
 
 async def test_the_source_and_the_watch_send_the_token(serve: Serve) -> None:
     key, record = await admin_key.issue_api_key("reader")
-    reader = policy.AccessRule(subjects=("reader",), kinds=("configs",), actions=("read",))
+    reader = policy.AccessRule(subjects=("apikey:reader",), kinds=("configs",), actions=("read",))
     served = await serve(auth_mode="api-key", api_keys=(record,), access_rules=(reader,))
     _publish(served.store, {"model": "small"})
     token = key.get_secret_value()

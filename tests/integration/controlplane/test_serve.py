@@ -66,7 +66,7 @@ def test_serve_is_configured_by_environment_and_settings_file_only(
                 "jwt_jwks_url": f"{served.url}/jwks.json",
                 "jwt_issuer": ISSUER,
                 "access_rules": [
-                    {"subjects": ["ci-deployer"], "actions": ["read"], "kinds": ["configs"]},
+                    {"subjects": ["apikey:ci-deployer"], "actions": ["read"], "kinds": ["configs"]},
                     {"groups": ["readers"], "actions": ["read"], "namespaces": [namespace]},
                 ],
             }

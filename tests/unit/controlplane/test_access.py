@@ -35,7 +35,7 @@ def _rule(**fields: Any) -> policy.AccessRule:
     return policy.AccessRule.model_validate(fields)
 
 
-def _identity(subject: str = "alice", groups: tuple[str, ...] = ()) -> auth.Identity:
+def _identity(subject: str = "apikey:alice", groups: tuple[str, ...] = ()) -> auth.Identity:
     return auth.Identity(subject=subject, kind="user", method="jwt", groups=groups)
 
 
@@ -43,7 +43,9 @@ def _identity(subject: str = "alice", groups: tuple[str, ...] = ()) -> auth.Iden
 
 
 def test_rule_matches_namespace_and_kind_globs() -> None:
-    rule = _rule(subjects=["alice"], namespaces=["team-*"], kinds=["configs"], actions=["read"])
+    rule = _rule(
+        subjects=["apikey:alice"], namespaces=["team-*"], kinds=["configs"], actions=["read"]
+    )
     assert rule.grants(_identity(), "team-a", "configs", "read")
     assert not rule.grants(_identity(), "prod", "configs", "read")
     assert not rule.grants(_identity(), "team-a", "collections", "read")
@@ -51,8 +53,8 @@ def test_rule_matches_namespace_and_kind_globs() -> None:
 
 
 def test_rights_nest_write_includes_read_admin_includes_all() -> None:
-    writer = _rule(subjects=["alice"], actions=["write"])
-    admin = _rule(subjects=["alice"], actions=["admin"])
+    writer = _rule(subjects=["apikey:alice"], actions=["write"])
+    admin = _rule(subjects=["apikey:alice"], actions=["admin"])
     assert writer.grants(_identity(), "ns", "configs", "read")
     assert writer.grants(_identity(), "ns", "configs", "write")
     assert not writer.grants(_identity(), "ns", "collections", "admin")
@@ -70,28 +72,30 @@ def test_rule_by_group_and_for_everyone() -> None:
 
 
 def test_a_request_outside_namespaces_needs_a_rule_for_every_namespace() -> None:
-    assert not _rule(subjects=["alice"], namespaces=["team-*"], actions=["read"]).grants(
+    assert not _rule(subjects=["apikey:alice"], namespaces=["team-*"], actions=["read"]).grants(
         _identity(), None, "configs", "read"
     )
-    assert _rule(subjects=["alice"], actions=["read"]).grants(_identity(), None, "configs", "read")
+    assert _rule(subjects=["apikey:alice"], actions=["read"]).grants(
+        _identity(), None, "configs", "read"
+    )
 
 
 def test_a_rule_names_someone_and_some_action() -> None:
     with pytest.raises(pydantic.ValidationError, match="subjects or groups"):
         _rule(actions=["read"])
     with pytest.raises(pydantic.ValidationError, match="actions"):
-        _rule(subjects=["alice"], actions=[])
+        _rule(subjects=["apikey:alice"], actions=[])
     with pytest.raises(pydantic.ValidationError, match="actions"):
-        _rule(subjects=["alice"], actions=["delete"])
+        _rule(subjects=["apikey:alice"], actions=["delete"])
 
 
 def test_forbidden_names_subject_namespace_kind_action_and_the_fix() -> None:
-    guard = service.Security("jwt", rules=(_rule(subjects=["alice"], actions=["read"]),))
+    guard = service.Security("jwt", rules=(_rule(subjects=["apikey:alice"], actions=["read"]),))
     guard.authorize(_identity(), "team-a", "configs", "read")
     with pytest.raises(errors.InsufficientPermissions) as caught:
         guard.authorize(_identity(), "team-a", "configs", "write")
     message = str(caught.value)
-    for part in ("'alice'", "write", "configs", "'team-a'", "access rule"):
+    for part in ("'apikey:alice'", "write", "configs", "'team-a'", "access rule"):
         assert part in message
     assert caught.value.status == 403
 
@@ -120,7 +124,7 @@ async def test_admin_key_is_printed_once_and_only_its_hash_is_stored(
     # The printed key is the stored one.
     guard = service.Security("api-key", api_keys=_authenticator(again), admin_key_id=again.key_id)
     identity = await guard.authenticate({"Authorization": f"Bearer {key}"})
-    assert identity.subject == admin_key.ADMIN_KEY_OWNER
+    assert identity.subject == f"apikey:{admin_key.ADMIN_KEY_OWNER}"
 
 
 async def test_rotating_the_admin_key_retires_the_old_one(
@@ -225,9 +229,14 @@ async def keys_and_http(
         data_dir=tmp_path,
         api_keys=tuple(record for _, record in provisioned.values()),
         access_rules=(
-            _rule(subjects=["reader"], namespaces=["team-a"], kinds=["configs"], actions=["read"]),
-            _rule(subjects=["writer"], namespaces=["team-*"], actions=["write"]),
-            _rule(subjects=[OPERATOR], kinds=["collections"], actions=["admin"]),
+            _rule(
+                subjects=["apikey:reader"],
+                namespaces=["team-a"],
+                kinds=["configs"],
+                actions=["read"],
+            ),
+            _rule(subjects=["apikey:writer"], namespaces=["team-*"], actions=["write"]),
+            _rule(subjects=[f"apikey:{OPERATOR}"], kinds=["collections"], actions=["admin"]),
         ),
     )
     app = _app(settings)
@@ -291,7 +300,10 @@ async def test_api_key_mode_refuses_a_jwt_naming_the_mode(
         401,
         "auth.invalid_credentials",
     )
-    assert "auth_mode is api-key" in body["detail"]
+    # Whole, as written: the redactor once masked "send" and "Bearer" in it.
+    assert body["detail"] == (
+        "send 'Authorization: Bearer <token>' with an API key (llmi_...) (auth_mode api-key)"
+    )
 
 
 async def test_rights_decide_per_namespace_kind_and_action(
@@ -301,7 +313,7 @@ async def test_rights_decide_per_namespace_kind_and_action(
     reader = _bearer(keys.reader)
     response = await http.get(THINGS, headers=reader)
     assert response.status_code == 200
-    assert response.json() == {"subject": "reader"}
+    assert response.json() == {"subject": "apikey:reader"}
     # A POST that only reads needs read.
     assert (await http.post(f"{THINGS}/search", headers=reader)).status_code == 200
 
@@ -404,7 +416,7 @@ async def test_a_verified_key_is_not_rehashed_but_still_checked_for_expiry(
     authenticator = _authenticator(record)
     guard = service.Security("api-key", api_keys=authenticator)
     headers = _bearer(key.get_secret_value())
-    assert (await guard.authenticate(headers)).subject == "svc"
+    assert (await guard.authenticate(headers)).subject == "apikey:svc"
     revoked = record.model_copy(update={"revoked_at": record.created_at})
     await authenticator.store.put(revoked)
     with pytest.raises(errors.InvalidCredentials, match="revoked"):
@@ -421,18 +433,18 @@ async def test_a_burst_with_a_new_key_pays_one_argon2_check(
     key, record = await admin_key.issue_api_key("svc")
     guard = service.Security("api-key", api_keys=_authenticator(record))
     checks = 0
-    real = auth.ApiKeyAuthenticator._matches
+    real = auth.ApiKeyAuthenticator._verify
 
     def counted(self: auth.ApiKeyAuthenticator, *args: Any) -> bool:
         nonlocal checks
         checks += 1
         return real(self, *args)
 
-    monkeypatch.setattr(auth.ApiKeyAuthenticator, "_matches", counted)
+    monkeypatch.setattr(auth.ApiKeyAuthenticator, "_verify", counted)
     headers = {"authorization": f"Bearer {key.get_secret_value()}"}
     # The burst that follows a start: all arrive before the first check is done.
     identities = await asyncio.gather(*(guard.authenticate(headers) for _ in range(20)))
-    assert {identity.subject for identity in identities} == {"svc"}
+    assert {identity.subject for identity in identities} == {"apikey:svc"}
     assert checks == 1
     await guard.authenticate(headers)  # and later requests hit the cache
     assert checks == 1

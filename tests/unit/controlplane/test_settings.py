@@ -45,7 +45,7 @@ async def test_records_rules_and_nested_otel_come_from_file_and_environment(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     _, record = await issue_api_key("operator")
-    rule = {"subjects": ["operator"], "kinds": ["collections"], "actions": ["admin"]}
+    rule = {"subjects": ["apikey:operator"], "kinds": ["collections"], "actions": ["admin"]}
     file = _file(
         tmp_path, api_keys=[record.model_dump(mode="json")], access_rules=[rule], auth_mode="jwt"
     )
