@@ -61,6 +61,7 @@ BINDINGS_FILE = ".bindings.json"
 """Which collection of its namespace serves each VectorCollection ("namespace/name")."""
 LEGACY_NAMES_FILE = ".names.json"
 """The flat layout's record; `migrate_layout` moves its collections and deletes it."""
+_STAGING = ".flat"  # where the flat layout's collections wait during the move
 _Local = tuple[str, str]
 """An embedded collection: (namespace, collection name within it)."""
 
@@ -474,16 +475,25 @@ def migrate_layout(root: Path) -> dict[str, str]:
     'namespace/name' to it (its default `<namespace>-<name>`). Each recorded
     collection moves to `<root>/<namespace>/<name>/` (the default) or
     `<root>/<namespace>/<collectionName>/` (an explicit name) by one rename, so
-    its points stay. Idempotent, and safe to crash in: the old file goes last,
-    and a collection already moved is left where it is. A directory of the flat
-    layout that no record names cannot be given a namespace: it stays, with a
-    warning naming it.
+    its points stay. The recorded directories first step aside into
+    `<root>/.flat/`, since an old collection may bear a namespace's name.
+    Idempotent, and safe to crash in: the old file goes last, and a collection
+    already moved is left where it is. A directory of the flat layout that no
+    record names cannot be given a namespace: it stays, with a warning naming it.
     """
     legacy = root / LEGACY_NAMES_FILE
     bindings = _read_mapping(root / BINDINGS_FILE)
     if not legacy.is_file():
         return bindings
     recorded = _read_mapping(legacy)
+    staging = root / _STAGING
+    for old in sorted(set(recorded.values())):
+        # A namespace directory of an interrupted run holds no files: it stays.
+        source = root / old
+        if _COLLECTION_NAME.fullmatch(old) and source.is_dir() and _looks_like_collection(source):
+            staging.mkdir(exist_ok=True)
+            if not (staging / old).exists():
+                source.rename(staging / old)
     moved_to: dict[str, str] = {}  # old directory -> the VectorCollection it went with
     # A directory's own VectorCollection (the one whose default name it is) goes first: where
     # the flat layout let others share it, its data stays with the one that named it.
@@ -503,7 +513,7 @@ def migrate_layout(root: Path) -> dict[str, str]:
                 first,
             )
             continue
-        source, target = root / old, root / namespace / local
+        source, target = staging / old, root / namespace / local
         if source.is_dir() and not target.exists():
             target.parent.mkdir(parents=True, exist_ok=True)
             source.rename(target)
@@ -513,6 +523,19 @@ def migrate_layout(root: Path) -> dict[str, str]:
         if target.is_dir():
             moved_to[old] = key
             bindings[key] = local
+    for left in sorted(staging.iterdir()) if staging.is_dir() else ():
+        back = root / left.name
+        if not back.exists():  # not moved (its place was taken): back where it was
+            left.rename(back)
+        else:
+            _logger.warning(
+                "collections: %s of the old flat layout was not moved and its old place is"
+                " taken; it waits in .flat/%s",
+                left.name,
+                left.name,
+            )
+    if staging.is_dir() and not any(staging.iterdir()):
+        staging.rmdir()
     namespaces = {key.split("/", 1)[0] for key in bindings}
     for child in sorted(root.iterdir()):
         if (

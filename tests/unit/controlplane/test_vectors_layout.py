@@ -177,3 +177,22 @@ async def test_a_collection_shared_across_namespaces_stays_with_one(
         assert "team-a/x shared collection team-b-docs with team-b/docs" in caplog.text
     finally:
         await registry.close()
+
+
+async def test_an_old_collection_named_like_a_namespace_moves_without_mixing(
+    tmp_path: Path,
+) -> None:
+    await _old_collection(tmp_path, "team-a", 2)  # an explicit name, also a namespace's
+    await _old_collection(tmp_path, "team-a-docs", 3)
+    (tmp_path / LEGACY_NAMES_FILE).write_text(
+        json.dumps({"other/x": "team-a", "team-a/docs": "team-a-docs"})
+    )
+
+    registry = CollectionRegistry(tmp_path)
+    try:
+        assert await _points(registry, "other", "x") == 2
+        assert await _points(registry, "team-a", "docs") == 3
+        assert sorted(p.name for p in (tmp_path / "team-a").iterdir()) == ["docs"]
+        assert not (tmp_path / ".flat").exists()
+    finally:
+        await registry.close()
