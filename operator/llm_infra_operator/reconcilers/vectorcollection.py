@@ -33,21 +33,34 @@ class Target:
     collection: str
     url: str | None = None
     grpc: bool = False
+    renamed_from: str | None = None
+    """A name the status may still show that is no change: the embedded core's old default."""
 
 
 def decide_target(
-    namespace: str, name: str, spec: VectorCollectionSpec, settings: OperatorSettings
+    namespace: str,
+    name: str,
+    spec: VectorCollectionSpec,
+    settings: OperatorSettings,
+    status: VectorCollectionStatus | None = None,
 ) -> Target:
-    """The backend and Qdrant collection name of the spec, the operator's defaults filling in."""
+    """The backend and Qdrant collection name of the spec, the operator's defaults filling in.
+
+    A VectorCollection made under the old default name `<namespace>-<name>` (its
+    status says so) keeps it on a Qdrant server, where its points are; in the
+    embedded core the control plane moved it to the new default itself.
+    """
     collection = spec.engine_collection(namespace, name)
+    legacy = f"{namespace}-{name}"
+    kept = spec.collection_name is None and status is not None and status.collection_name == legacy
     if spec.backend is not None and spec.backend.qdrant is not None:
         qdrant = spec.backend.qdrant
-        return Target("qdrant", collection, qdrant.url, qdrant.grpc)
+        return Target("qdrant", legacy if kept else collection, qdrant.url, qdrant.grpc)
     if spec.backend is not None and spec.backend.embedded is not None:
-        return Target("embedded", collection)
+        return Target("embedded", collection, renamed_from=legacy if kept else None)
     if settings.default_vector_backend == "qdrant":
-        return Target("qdrant", collection, settings.qdrant_url)
-    return Target("embedded", collection)
+        return Target("qdrant", legacy if kept else collection, settings.qdrant_url)
+    return Target("embedded", collection, renamed_from=legacy if kept else None)
 
 
 def decide_immutable_changes(target: Target, status: VectorCollectionStatus | None) -> list[str]:
@@ -57,7 +70,7 @@ def decide_immutable_changes(target: Target, status: VectorCollectionStatus | No
     changed = []
     if status.backend != target.backend:
         changed.append(f"backend ({status.backend} -> {target.backend})")
-    if status.collection_name != target.collection:
+    if status.collection_name not in (target.collection, target.renamed_from):
         changed.append(f"collectionName ({status.collection_name} -> {target.collection})")
     return changed
 
@@ -95,7 +108,7 @@ class VectorCollectionReconciler(Reconciler[VectorCollection]):
         self, obj: VectorCollection, body: Mapping[str, Any], conditions: StatusConditions
     ) -> Outcome:
         namespace, name = obj.metadata.namespace or "", obj.metadata.name or ""
-        target = decide_target(namespace, name, obj.spec, self.ctx.settings)
+        target = decide_target(namespace, name, obj.spec, self.ctx.settings, obj.status)
         previous = obj.status or VectorCollectionStatus()
         status = previous.model_copy(
             update={"search": obj.spec.search, "embedding_model": obj.spec.embedding_model}
@@ -220,7 +233,7 @@ class VectorCollectionReconciler(Reconciler[VectorCollection]):
 
     async def finalize(self, obj: VectorCollection, body: Mapping[str, Any]) -> str:
         namespace, name = obj.metadata.namespace or "", obj.metadata.name or ""
-        target = decide_target(namespace, name, obj.spec, self.ctx.settings)
+        target = decide_target(namespace, name, obj.spec, self.ctx.settings, obj.status)
         if obj.spec.deletion_policy != "Delete":
             return f"collection {target.collection} retained (deletionPolicy Retain)"
         if target.backend == "embedded":

@@ -22,8 +22,11 @@ from llm_infra.client._transport import DEFAULT_RETRY, pooled_transport
 from llm_infra.client._vectors import VectorClientMixin
 from llm_infra.client._wire import Wire
 
-CollectionName = Annotated[str, Field(pattern=r"^[a-zA-Z0-9_-]+$", min_length=1, max_length=255)]
-"""A collection's name in Qdrant (and its directory name in the embedded core)."""
+CollectionName = Annotated[
+    str, Field(pattern=r"^[a-zA-Z0-9_-][a-zA-Z0-9_.-]*$", min_length=1, max_length=255)
+]
+"""A collection's name in Qdrant (and its directory name in the embedded core, within the
+VectorCollection's namespace): letters, digits, '_', '-', '.', not starting with a dot."""
 
 
 class EnsureCollectionRequest(Wire):
@@ -144,7 +147,8 @@ class ControlPlaneClient(AuditClientMixin, ConfigClientMixin, VectorClientMixin)
     ) -> CollectionInfo | None:
         """The collection and its stats, or None if there is none.
 
-        `collection_name` defaults, on the server, to the spec's default ``<namespace>-<name>``.
+        `collection_name` is one of the namespace's collections; it defaults, on the server,
+        to the one of the VectorCollection's last ensure (else its name).
         """
         try:
             response = await self._send(

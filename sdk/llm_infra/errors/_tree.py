@@ -287,6 +287,18 @@ class CollectionLocked(VectorError):
     title = "Collection is open in another process"
 
 
+class CollectionOwned(VectorError):
+    """The engine collection is bound to another VectorCollection of the namespace.
+
+    One engine collection serves one VectorCollection: a caller's rights on its
+    VectorCollection must not reach another one's points. Nothing was changed.
+    """
+
+    code = "vector.collection_owned"
+    status = 409
+    title = "Collection belongs to another VectorCollection"
+
+
 # -- authentication and authorization ----------------------------------------------------------
 
 

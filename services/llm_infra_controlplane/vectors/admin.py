@@ -3,8 +3,10 @@
 The operator calls it (through `llm_infra.client.ControlPlaneClient`) for
 `backend.embedded` collections, which this process owns. The path names the
 VectorCollection (namespace/name); the body or `collectionName` names the
-collection in the engine. The work is `CollectionRegistry`'s; errors answer
-as problems (`web.problems`).
+collection in the engine, always one of the path's namespace (a caller's rights
+on a namespace never reach another's collections), and never one bound to
+another VectorCollection (409). The work is `CollectionRegistry`'s; errors
+answer as problems (`web.problems`).
 """
 
 from __future__ import annotations
@@ -24,8 +26,8 @@ NameQuery = Annotated[
     CollectionName | None,
     Query(
         alias="collectionName",
-        description="the collection's name in the engine; default: the one of its last ensure,"
-        " else <namespace>-<name>",
+        description="the collection's name in the engine, within the namespace; default: the"
+        " one of its last ensure, else the VectorCollection's name",
     ),
 ]
 
@@ -51,8 +53,7 @@ async def ensure_collection(
 async def collection_info(
     namespace: Namespace, name: Name, registry: CollectionsDep, collection_name: NameQuery = None
 ) -> CollectionInfo:
-    name_in_engine = collection_name or registry.collection_name(namespace, name)
-    return await registry.info(namespace, name, name_in_engine)
+    return await registry.info(namespace, name, collection_name)
 
 
 @router.delete(
@@ -64,5 +65,4 @@ async def collection_info(
 async def drop_collection(
     namespace: Namespace, name: Name, registry: CollectionsDep, collection_name: NameQuery = None
 ) -> DropResult:
-    name_in_engine = collection_name or registry.collection_name(namespace, name)
-    return DropResult(dropped=await registry.drop(name_in_engine))
+    return DropResult(dropped=await registry.drop_of(namespace, name, collection_name))

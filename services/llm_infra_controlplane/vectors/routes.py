@@ -2,8 +2,8 @@
 
 `/v1/namespaces/{namespace}/collections/{name}/...` names the VectorCollection;
 `CollectionRegistry.store_of` finds the store serving it: its Qdrant server's
-collection for `backend.qdrant`, else its embedded collection (the one of its
-last ensure, else `<namespace>-<name>`). The work is the `llm_infra.vector.VectorStore`
+collection for `backend.qdrant`, else its embedded collection in its namespace
+(the one of its last ensure, else its name). The work is the `llm_infra.vector.VectorStore`
 API, the same on both. Wire models are `llm_infra.client`'s, shared with the SDK client.
 
 Decisions a caller sees:

@@ -381,7 +381,7 @@ async def test_a_qdrant_collection_is_served_with_its_api_key(
             return (await registry.store_of(namespace, "support-docs")).name
         return None
 
-    assert await _until_async(store_name, "served from Qdrant") == f"{namespace}-support-docs"
+    assert await _until_async(store_name, "served from Qdrant") == f"{namespace}.support-docs"
     _delete(kube, namespace, "vectorcollection/support-docs")
     await _until_async(lambda: _not(store_name), "forgotten")
 

@@ -28,7 +28,9 @@ def _spec(size: int = 4, *indexed: str) -> VectorCollectionSpec:
 
 async def test_the_api_of_a_real_control_plane_survives_a_restart(tmp_path: Path) -> None:
     data = tmp_path / "data"
-    seeded = EdgeStore.open(data / "collections" / "team-a-docs", CollectionConfig(dimensions=4))
+    seeded = EdgeStore.open(
+        data / "collections" / "team-a" / "team-a-docs", CollectionConfig(dimensions=4)
+    )
     await seeded.insert_batch([Point(i, [1.0, float(i), 0.5, 0.0]) for i in range(5)])
     await seeded.close()
 

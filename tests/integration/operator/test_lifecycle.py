@@ -119,9 +119,10 @@ def test_killed_mid_reconcile_it_converges_without_duplicates(
     wait_for("all Ready", lambda: _ready_names(kube, op_namespace) >= names, timeout=60)
     assert ready_at_kill < len(objs), "the kill came after everything was done"
 
-    collections = sorted(p.name for p in (control_plane.data / "collections").iterdir()
-                         if p.name.startswith(op_namespace))  # fmt: skip
-    assert collections == sorted(f"{op_namespace}-k-vc{i}" for i in range(6))
+    collections = sorted(
+        p.name for p in (control_plane.data / "collections" / op_namespace).iterdir()
+    )
+    assert collections == sorted(f"k-vc{i}" for i in range(6))
     streams = asyncio.run(_streams(nats_url, op_namespace))
     assert len(streams) == 3
     assert all(consumers == ["sink-f"] for _, consumers in streams)

@@ -55,7 +55,7 @@ def collection(name: str, **spec: Any) -> dict[str, Any]:
 def info(control_plane: ControlPlaneProcess, namespace: str, name: str) -> Any:
     async def read() -> Any:
         async with ControlPlaneClient(control_plane.url, token=control_plane.token) as cp:
-            return await cp.collection_info(namespace, name, f"{namespace}-{name}")
+            return await cp.collection_info(namespace, name, f"{namespace}.{name}")
 
     return asyncio.run(read())
 
@@ -71,7 +71,7 @@ def test_example_is_ready_for_kubectl_wait(
     )
     status = get(kube, op_namespace, "vc", "quickstart")["status"]  # type: ignore[index]
     assert status["backend"] == "embedded"
-    assert status["collectionName"] == f"{op_namespace}-quickstart"
+    assert status["collectionName"] == f"{op_namespace}.quickstart"
     assert status["search"] == {"hnswEf": 64, "exact": False}
     assert status["embeddingModel"]["dimensions"] == 384
     types = [(c["type"], c["status"], c["reason"]) for c in status["conditions"]]
@@ -153,7 +153,7 @@ def test_unreachable_backend_retries_then_recovers(
     try:
         # Seeded while the control plane is down: the collection already holds 5 points.
         seeded = EdgeStore.open(
-            control_plane.data / "collections" / f"{op_namespace}-seeded",
+            control_plane.data / "collections" / op_namespace / "seeded",
             CollectionConfig(dimensions=8),
         )
         asyncio.run(seeded.insert_batch([Point(i, [1.0] * 7 + [float(i)]) for i in range(5)]))

@@ -63,7 +63,9 @@ async def test_put_creates_then_is_idempotent(
         4,
         "Cosine",
     )
-    assert (tmp_path / "data" / "collections" / "team-a-docs" / "collection.json").is_file()
+    assert (
+        tmp_path / "data" / "collections" / "team-a" / "team-a-docs" / "collection.json"
+    ).is_file()
 
     again = await cp.ensure_collection("team-a", "docs", _spec(), "team-a-docs")
     assert (again.created, again.changes) == (False, [])
@@ -90,7 +92,7 @@ async def test_dimensions_change_is_refused_with_the_field_and_touches_nothing(
     app: FastAPI, cp: ControlPlaneClient, http: httpx.AsyncClient
 ) -> None:
     await cp.ensure_collection("team-a", "docs", _spec(4), "team-a-docs")
-    store = await _registry(app).store("team-a-docs")
+    store = await _registry(app).store_of("team-a", "docs")
     await store.insert_batch([Point(i, [1.0, float(i), 0.0, 0.5]) for i in range(3)])
 
     with pytest.raises(errors.CollectionConfigMismatch) as refused:
@@ -124,11 +126,16 @@ async def test_get_of_a_missing_collection_is_404(
     assert response.json()["code"] == "vector.collection_not_found"
 
 
-async def test_collection_name_defaults_to_namespace_dash_name(cp: ControlPlaneClient) -> None:
-    await cp.ensure_collection("team-a", "docs", _spec(), "team-a-docs")
+async def test_the_default_engine_name_is_the_vectorcollection_name_in_its_namespace(
+    cp: ControlPlaneClient, tmp_path: Path
+) -> None:
+    await cp.ensure_collection(
+        "team-a", "docs", _spec(), _spec().engine_collection("team-a", "docs")
+    )
     info = await cp.collection_info("team-a", "docs")
     assert info is not None
-    assert info.collection_name == "team-a-docs"
+    assert info.collection_name == "docs"
+    assert (tmp_path / "data" / "collections" / "team-a" / "docs").is_dir()
     assert await cp.drop_collection("team-a", "docs") is True
 
 
@@ -136,10 +143,10 @@ async def test_delete_closes_removes_and_is_idempotent(
     app: FastAPI, cp: ControlPlaneClient, tmp_path: Path
 ) -> None:
     await cp.ensure_collection("team-a", "docs", _spec(), "team-a-docs")
-    await _registry(app).store("team-a-docs")  # open: the drop must close it first
+    await _registry(app).store_of("team-a", "docs")  # open: the drop must close it first
 
     assert await cp.drop_collection("team-a", "docs", "team-a-docs") is True
-    assert not (tmp_path / "data" / "collections" / "team-a-docs").exists()
+    assert not (tmp_path / "data" / "collections" / "team-a" / "team-a-docs").exists()
     assert await cp.collection_info("team-a", "docs", "team-a-docs") is None
     assert await cp.drop_collection("team-a", "docs", "team-a-docs") is False
 
@@ -190,7 +197,7 @@ async def test_shutdown_closes_every_store(tmp_path: Path) -> None:
         async with ControlPlaneClient("http://cp", transport=transport) as cp:
             await cp.ensure_collection("team-a", "docs", _spec(), "team-a-docs")
     # One owner per directory: this open fails with CollectionLocked unless it was closed.
-    store = EdgeStore.open(tmp_path / "collections" / "team-a-docs")
+    store = EdgeStore.open(tmp_path / "collections" / "team-a" / "team-a-docs")
     await store.close()
 
 

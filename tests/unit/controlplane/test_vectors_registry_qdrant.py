@@ -58,7 +58,7 @@ async def test_a_served_collection_gets_a_qdrant_store_named_as_the_spec_says(
     await registry.serve_qdrant(NS, "named", _spec(collectionName="shared-docs"), None)
 
     docs = await _qdrant_store(registry, "docs")
-    assert (docs.name, docs.config.dimensions, docs.config.distance) == ("team-a-docs", 8, "Cosine")
+    assert (docs.name, docs.config.dimensions, docs.config.distance) == ("team-a.docs", 8, "Cosine")
     assert (await _qdrant_store(registry, "named")).name == "shared-docs"
 
 
@@ -152,7 +152,7 @@ async def test_the_api_key_never_shows_in_logs_or_reprs(
     await registry.serve_qdrant(NS, "docs", _spec(SERVER_B), KEY)
     await registry.forget_qdrant(NS, "docs")
 
-    assert "serving Qdrant collection team-a-docs" in caplog.text
+    assert "serving Qdrant collection team-a.docs" in caplog.text
     assert KEY not in caplog.text
     assert KEY not in repr(vars(registry))
 
@@ -168,7 +168,7 @@ async def test_local_mode_stands_in_for_every_server(tmp_path: Path) -> None:
         # Not ensured yet (the operator's job): the data call says so.
         with pytest.raises(errors.CollectionNotFound):
             await a.count()
-        await QdrantStore.connect("team-a-a", a.config, client=a.client)  # as the operator would
+        await QdrantStore.connect("team-a.a", a.config, client=a.client)  # as the operator would
         await a.insert_batch([Point("x", [1.0, 0.0, 0.0, 0.0]), Point(2, [0.0, 1.0, 0.0, 0.0])])
         hits = await a.search([1.0, 0.1, 0.0, 0.0], k=1)
         assert [h.id for h in hits] == ["x"]
@@ -183,4 +183,32 @@ async def test_registering_an_unreachable_server_calls_nothing(
     # .invalid never resolves: any call at registration would fail here.
     await registry.serve_qdrant(NS, "docs", _spec("http://nowhere.invalid:6333"), None)
 
-    assert (await _qdrant_store(registry, "docs")).name == "team-a-docs"
+    assert (await _qdrant_store(registry, "docs")).name == "team-a.docs"
+
+
+async def test_one_collection_of_one_server_serves_one_vectorcollection(
+    registry: CollectionRegistry,
+) -> None:
+    await registry.serve_qdrant(NS, "docs", _spec(collectionName="shared"), KEY)
+
+    for namespace, name in ((NS, "other"), ("team-b", "docs")):
+        with pytest.raises(errors.CollectionOwned) as taken:
+            await registry.serve_qdrant(namespace, name, _spec(collectionName="shared"), None)
+        assert f"serves VectorCollection {NS}/docs" in taken.value.message
+        assert taken.value.status == 409
+    # The same name on another server is another collection; a released claim is free again.
+    await registry.serve_qdrant(
+        "team-b", "docs", _spec("http://other:6333", collectionName="shared"), None
+    )
+    await registry.forget_qdrant(NS, "docs")
+    await registry.serve_qdrant(NS, "other", _spec(collectionName="shared"), None)
+    assert (await _qdrant_store(registry, "other")).name == "shared"
+
+
+async def test_moving_to_another_collection_releases_the_old_claim(
+    registry: CollectionRegistry,
+) -> None:
+    await registry.serve_qdrant(NS, "docs", _spec(collectionName="v1"), None)
+    await registry.serve_qdrant(NS, "docs", _spec(collectionName="v2"), None)
+    await registry.serve_qdrant(NS, "next", _spec(collectionName="v1"), None)
+    assert (await _qdrant_store(registry, "next")).name == "v1"

@@ -24,7 +24,7 @@ from llm_infra.client import (
     UpsertRequest,
 )
 from llm_infra.vector import CollectionConfig, EdgeStore, F, MetadataFilter, Point
-from llm_infra_controlplane.vectors.registry import NAMES_FILE, CollectionRegistry
+from llm_infra_controlplane.vectors.registry import BINDINGS_FILE, CollectionRegistry
 
 
 def _spec(size: int = 3) -> VectorCollectionSpec:
@@ -209,7 +209,7 @@ async def test_the_collection_of_a_vectorcollection_is_remembered_across_restart
     tmp_path: Path,
 ) -> None:
     registry = CollectionRegistry(tmp_path)
-    assert registry.collection_name("team-a", "docs") == "team-a-docs"
+    assert registry.collection_name("team-a", "docs") == "docs"
     await registry.ensure("team-a", "docs", "shared-docs", _spec())
     store = await registry.store_of("team-a", "docs")
     assert store.name == "shared-docs"
@@ -217,12 +217,12 @@ async def test_the_collection_of_a_vectorcollection_is_remembered_across_restart
 
     reopened = CollectionRegistry(tmp_path)
     assert reopened.collection_name("team-a", "docs") == "shared-docs"
-    assert reopened.collection_name("team-b", "docs") == "team-b-docs"
+    assert reopened.collection_name("team-b", "docs") == "docs"
     assert (await reopened.store_of("team-a", "docs")).name == "shared-docs"
 
     assert await reopened.drop("shared-docs")
-    assert reopened.collection_name("team-a", "docs") == "team-a-docs"
-    assert CollectionRegistry(tmp_path).collection_name("team-a", "docs") == "team-a-docs"
+    assert reopened.collection_name("team-a", "docs") == "docs"
+    assert CollectionRegistry(tmp_path).collection_name("team-a", "docs") == "docs"
     await reopened.close()
 
 
@@ -241,15 +241,15 @@ async def test_an_unknown_vectorcollection_is_not_found_with_the_fix(tmp_path: P
 
     with pytest.raises(errors.CollectionNotFound) as missing:
         await registry.store_of("team-a", "docs")
-    assert missing.value.collection == "team-a-docs"
+    assert missing.value.collection == "docs"
     assert "team-a/docs" in missing.value.message
     assert "PUT /v1/namespaces/team-a/collections/docs" in missing.value.message
 
 
-def test_a_damaged_names_file_is_refused_with_the_fix(tmp_path: Path) -> None:
-    (tmp_path / NAMES_FILE).write_text('["not", "a", "mapping"]')
+def test_a_damaged_bindings_file_is_refused_with_the_fix(tmp_path: Path) -> None:
+    (tmp_path / BINDINGS_FILE).write_text('["not", "a", "mapping"]')
 
     with pytest.raises(errors.ValidationError) as refused:
         CollectionRegistry(tmp_path)
-    assert refused.value.field == NAMES_FILE
+    assert refused.value.field == BINDINGS_FILE
     assert "fix or delete it" in refused.value.message

@@ -315,9 +315,9 @@ def _spec(**fields: Any) -> VectorCollectionSpec:
 def test_target_follows_the_spec_then_the_operator_defaults() -> None:
     embedded = OperatorSettings()
     qdrant = OperatorSettings(default_vector_backend="qdrant", qdrant_url="http://q:6333")
-    assert decide_target("ns", "docs", _spec(), embedded) == Target("embedded", "ns-docs")
+    assert decide_target("ns", "docs", _spec(), embedded) == Target("embedded", "ns.docs")
     assert decide_target("ns", "docs", _spec(), qdrant) == Target(
-        "qdrant", "ns-docs", "http://q:6333"
+        "qdrant", "ns.docs", "http://q:6333"
     )
     named = _spec(
         collectionName="shared", backend={"qdrant": {"url": "http://x:6333", "grpc": True}}
@@ -334,6 +334,25 @@ def test_moving_a_collection_between_backends_is_an_immutable_change() -> None:
     assert decide_immutable_changes(target, same) == []
     moved = VectorCollectionStatus(backend="embedded", collection_name="ns-docs")
     assert decide_immutable_changes(target, moved) == ["backend (embedded -> qdrant)"]
+
+
+def test_a_collection_made_under_the_old_default_name_keeps_its_points() -> None:
+    embedded = OperatorSettings()
+    qdrant = OperatorSettings(default_vector_backend="qdrant", qdrant_url="http://q:6333")
+    old = VectorCollectionStatus(backend="qdrant", collection_name="ns-docs")
+    # On a Qdrant server the points are in the old collection: it stays the target.
+    kept = decide_target("ns", "docs", _spec(), qdrant, old)
+    assert kept == Target("qdrant", "ns-docs", "http://q:6333")
+    assert decide_immutable_changes(kept, old) == []
+    # The embedded core moved its data to the new default: not an immutable change.
+    moved = VectorCollectionStatus(backend="embedded", collection_name="ns-docs")
+    target = decide_target("ns", "docs", _spec(), embedded, moved)
+    assert target.collection == "ns.docs"
+    assert decide_immutable_changes(target, moved) == []
+    # An explicit name is never replaced, and another old name is still a change.
+    named = decide_target("ns", "docs", _spec(collectionName="x"), qdrant, old)
+    assert named.collection == "x"
+    assert decide_immutable_changes(named, old) == ["collectionName (ns-docs -> x)"]
 
 
 # -- RBAC, settings, small helpers -----------------------------------------------------------

@@ -6,6 +6,7 @@ qdrant-client) or in the control plane's embedded Qdrant core (qdrant-edge).
 
 from __future__ import annotations
 
+import hashlib
 from typing import Annotated, ClassVar, Literal
 
 from pydantic import Field
@@ -203,8 +204,12 @@ class VectorCollectionSpec(ApiModel):
 
     backend: Backend | None = None
     """Where the collection lives; the operator's default backend when unset."""
-    collection_name: str | None = Field(None, pattern=r"^[a-zA-Z0-9_-]+$", max_length=255)
-    """Name in Qdrant; <namespace>-<name> when unset. Immutable."""
+    collection_name: str | None = Field(
+        None, pattern=r"^[a-zA-Z0-9_-][a-zA-Z0-9_.-]*$", max_length=255
+    )
+    """Name in the engine, chosen within the resource's namespace only. Unset: <namespace>.<name>
+    on a Qdrant server (a hashed form past 255 characters), the resource's name in the embedded
+    core, where each namespace has its own collections. Immutable."""
     vectors: VectorParams | None = None
     """The collection's single unnamed vector."""
     named_vectors: Annotated[list[NamedVectorParams], KeyedBy("name"), Field(max_length=16)] = (
@@ -245,12 +250,26 @@ class VectorCollectionSpec(ApiModel):
 
 
 def default_collection_name(namespace: str, name: str) -> str:
-    """``<namespace>-<name>``: the engine collection of a VectorCollection that names none.
+    """``<namespace>.<name>``: the engine collection of a VectorCollection that names none.
 
-    The one place this default is written; the operator, the control plane and
-    standalone mode all ask `VectorCollectionSpec.engine_collection`.
+    Injective: a namespace is a DNS label (no dot), so the first dot splits it off.
+    Qdrant allows 255 characters; a longer pair becomes
+    ``<namespace>.<name prefix>_<32 hex of sha256("namespace/name")>``, and as no
+    DNS name holds ``_``, the two forms never meet. The one place this default is
+    written; the operator, the control plane and standalone mode all ask
+    `VectorCollectionSpec.engine_collection`.
     """
-    return f"{namespace}-{name}"
+    plain = f"{namespace}.{name}"
+    if len(plain) <= MAX_COLLECTION_NAME:
+        return plain
+    digest = hashlib.sha256(f"{namespace}/{name}".encode()).hexdigest()[:_DIGEST_CHARS]
+    prefix = name[: MAX_COLLECTION_NAME - len(namespace) - 2 - _DIGEST_CHARS]
+    return f"{namespace}.{prefix}_{digest}"
+
+
+MAX_COLLECTION_NAME = 255
+"""Qdrant's limit on a collection name (and a file name's on most file systems)."""
+_DIGEST_CHARS = 32
 
 
 class VectorCollectionStatus(ResourceStatus):
@@ -293,6 +312,7 @@ class VectorCollection(Resource):
 
 
 __all__ = [
+    "MAX_COLLECTION_NAME",
     "VectorCollection",
     "VectorCollectionSpec",
     "VectorCollectionStatus",
