@@ -8,7 +8,9 @@ reported in status, never as a failure.
 
 Conditions: StreamReady (False: StreamUnreachable, retried; StreamRejected,
 the server refused a setting; StreamMismatch, an immutable field differs from
-the existing stream, which is left alone), ConsumersReady (consumers of sinks
+the existing stream, which is left alone; StreamConflict, the stream belongs
+to another AuditSink (its ``llm-infra.io/owner`` metadata) or the name is
+another's default, left alone, with a Warning event), ConsumersReady (consumers of sinks
 removed from `spec.sinks` are deleted, only those with our durable prefix),
 then Ready.
 
@@ -16,7 +18,8 @@ Deletion: with `deletionPolicy: Delete` a finalizer deletes the stream, but
 not while a sink's consumer still has undelivered records (Ready=False,
 DeletionBlocked, retried) unless `spec.deleteUndelivered` is true, which drops
 them (the spec can still change while the object waits for its finalizer).
-With Retain the stream stays.
+With Retain the stream stays. A stream that is not this AuditSink's is never
+deleted: the finalizer says so and lets the object go.
 """
 
 from __future__ import annotations
@@ -166,8 +169,18 @@ class AuditSinkReconciler(Reconciler[AuditSink]):
         wanted = audit.stream_spec(namespace, name, obj.spec)
         try:
             js = await self.ctx.jetstream()
+            # The default name changed (it is injective now): a stream made under the old one
+            # keeps serving this AuditSink, when it provably is this AuditSink's.
+            stream = await audit.resolve_stream_name(js, namespace, name, obj.spec)
+            wanted = audit.stream_spec(namespace, name, obj.spec, stream=stream)
             with errors.translate(errors.from_nats):
                 observed = await jetstream.observe_stream(js, wanted.name)
+            conflict = audit.reserved_name_conflict(
+                namespace, name, obj.spec
+            ) or audit.stream_conflict(observed, namespace, name)
+            if conflict is not None:
+                exc = audit.conflict_error(conflict, namespace, name, wanted.name)
+                return self._conflict(exc, conditions, previous)
             if changed := decide_immutable_changes(wanted, observed, previous.stream_name):
                 conditions.set(
                     "StreamReady",
@@ -180,6 +193,8 @@ class AuditSinkReconciler(Reconciler[AuditSink]):
                 conditions.ready("StreamReady")
                 return Outcome(previous.model_copy())
             plan = await audit.ensure_audit_stream(js, namespace, name, obj.spec)
+        except errors.Conflict as exc:  # claimed by another AuditSink since we looked
+            return self._conflict(exc, conditions, previous)
         except errors.InfraError as exc:
             return self._failed(exc, wanted.name, conditions, previous)
         conditions.set(
@@ -218,6 +233,17 @@ class AuditSinkReconciler(Reconciler[AuditSink]):
                 with contextlib.suppress(nats.js.errors.NotFoundError):  # gone already: fine
                     await js.delete_consumer(stream, durable)
         return stale
+
+    def _conflict(
+        self, exc: errors.Conflict, conditions: StatusConditions, previous: AuditSinkStatus
+    ) -> Outcome:
+        """The stream is another AuditSink's: touch nothing, say whose and what to change."""
+        conditions.set("StreamReady", False, "StreamConflict", exc.message)
+        conditions.ready("StreamReady")
+        # No retry: only a change of this AuditSink (or the other's removal) can fix it.
+        return Outcome(
+            previous.model_copy(), events=[Event("Warning", "StreamConflict", exc.message)]
+        )
 
     def _failed(
         self,
@@ -282,7 +308,11 @@ class AuditSinkReconciler(Reconciler[AuditSink]):
         durables = [audit.sink_durable(sink.name) for sink in obj.spec.sinks]
         js = await self.ctx.jetstream()
         try:
-            deleted = await audit.delete_stream(js, stream, force=force, durables=durables)
+            deleted = await audit.delete_stream(
+                js, stream, force=force, durables=durables, owner=(namespace, name)
+            )
+        except errors.Conflict as exc:
+            return f"stream {stream} not deleted: {exc.message}"
         except errors.MessageQueueRejected as exc:
             if exc.status_code != 409:  # not the undelivered-records refusal
                 raise

@@ -13,8 +13,13 @@ with `verify_checkpoint`; `verify_chain` streams records and names the first
 broken seq (altered record, broken link, gap, reorder, truncated tail).
 
 `AuditLog` chains events and publishes them through any `Publisher` (the
-`llm_infra.mq` JetStreamQueue fits), with the record id as the JetStream
-``Nats-Msg-Id`` so a retried publish is deduplicated. Neighbours: `jsondoc`
+`llm_infra.mq` JetStreamQueue fits), with ``event:<id>`` as the JetStream
+``Nats-Msg-Id`` so a retried publish is deduplicated; checkpoints use
+``checkpoint:<seq>``, a space no event id can reach.
+
+Edge limits: an event id is 1-128 characters of ``EVENT_ID_CHARS``;
+``metadata`` nests at most ``MAX_JSON_DEPTH`` containers deep (deeper input
+would exhaust the canonical-JSON encoders). Neighbours: `jsondoc`
 (canonical JSON, pointers), `errors`; Ed25519 comes from ``cryptography``
 behind `_ed25519_sign`/`_ed25519_verify` until `llm_infra.crypto` lands.
 """
@@ -36,9 +41,12 @@ from cryptography.hazmat.primitives.asymmetric import ed25519
 from llm_infra import errors, ids, jsondoc
 
 __all__ = [
+    "EVENT_ID_PATTERN",
     "GENESIS_HASH",
     "MASK",
+    "MAX_JSON_DEPTH",
     "Actor",
+    "Asserted",
     "AuditEvent",
     "AuditLog",
     "AuditRecord",
@@ -51,6 +59,8 @@ __all__ = [
     "Verifier",
     "VerifyResult",
     "canonical_record_bytes",
+    "checkpoint_msg_id",
+    "event_msg_id",
     "query",
     "record_hash",
     "redact",
@@ -61,6 +71,11 @@ __all__ = [
 GENESIS_HASH = "0" * 64
 MASK = "***"
 Outcome = Literal["success", "failure", "denied"]
+
+EVENT_ID_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9._:@/+=-]{0,127}$"
+"""An event id: 1-128 of letters, digits and ``._:@/+=-``, starting with a letter or digit."""
+MAX_JSON_DEPTH = 32
+"""How deep ``metadata`` may nest objects and arrays."""
 
 _CHAIN_FIELDS = frozenset({"seq", "prev_hash", "hash"})
 # Redacting these would make the record unverifiable or unaddressable.
@@ -85,6 +100,35 @@ class Actor(_Model):
     ip: str | None = None
 
 
+class Asserted(_Model):
+    """What the submitter of an event claimed, kept apart from what the recorder established.
+
+    The control plane records the authenticated caller as ``actor`` (its address
+    as ``actor.ip``) and its own clock as ``time``; the actor and time the client
+    sent land here, labelled as claims, for investigation only: no policy reads them.
+    """
+
+    actor: Actor | None = None
+    time: dt.datetime | None = None
+
+
+def _json_depth_ok(value: Any, limit: int) -> bool:
+    # Iterative: a recursive walk is what deep input is meant to break.
+    stack = [(value, 1)]
+    while stack:
+        item, depth = stack.pop()
+        if isinstance(item, dict):
+            children: Iterable[Any] = item.values()
+        elif isinstance(item, list):
+            children = item
+        else:
+            continue
+        if depth > limit:
+            return False
+        stack.extend((child, depth + 1) for child in children)
+    return True
+
+
 class Resource(_Model):
     kind: str
     namespace: str
@@ -94,7 +138,7 @@ class Resource(_Model):
 class AuditEvent(_Model):
     """What happened, before it is chained: `HashChain.append` adds seq, prev_hash and hash."""
 
-    id: str = pydantic.Field(default_factory=ids.ulid)
+    id: str = pydantic.Field(default_factory=ids.ulid, pattern=EVENT_ID_PATTERN, max_length=128)
     time: dt.datetime = pydantic.Field(default_factory=_utcnow)
     actor: Actor
     action: str
@@ -102,6 +146,16 @@ class AuditEvent(_Model):
     outcome: Outcome
     metadata: dict[str, Any] = pydantic.Field(default_factory=dict)
     redacted: list[str] = pydantic.Field(default_factory=list)
+    asserted: Asserted | None = pydantic.Field(None, exclude_if=lambda value: value is None)
+    """The submitter's own claims, when a recorder replaced them (see `Asserted`)."""
+
+    @pydantic.field_validator("metadata", mode="before")
+    @classmethod
+    def _shallow(cls, value: Any) -> Any:
+        # Before parsing: pydantic's own walk of 500 levels is the failure to avoid.
+        if not _json_depth_ok(value, MAX_JSON_DEPTH + 1):
+            raise ValueError(f"nests deeper than {MAX_JSON_DEPTH} levels of objects and arrays")
+        return value
 
     @pydantic.field_validator("time")
     @classmethod
@@ -525,12 +579,23 @@ class Publisher(Protocol):
     ) -> Any: ...
 
 
+def event_msg_id(event_id: str) -> str:
+    """``event:<id>``: the JetStream message id of an event's record."""
+    return f"event:{event_id}"
+
+
+def checkpoint_msg_id(seq: int) -> str:
+    """``checkpoint:<seq>``: the message id of a checkpoint, apart from every event's."""
+    return f"checkpoint:{seq}"
+
+
 class AuditLog:
     """Chains events and publishes each record, in order, to ``{prefix}.records``.
 
     The record id is the message id, so JetStream deduplicates a retried publish;
     headers carry ``Audit-Seq`` and ``Audit-Hash``. Checkpoints go to
-    ``{prefix}.checkpoints`` (message id ``checkpoint-{seq}``). A failed publish
+    ``{prefix}.checkpoints`` (message id ``checkpoint:{seq}``; records' are
+    ``event:{id}``, so no event id can take a checkpoint's). A failed publish
     rewinds the chain, so the stream never has a gap the chain skipped over.
     """
 
@@ -554,8 +619,13 @@ class AuditLog:
         )
         self._lock = asyncio.Lock()
 
-    async def append(self, event: AuditEvent | Mapping[str, Any]) -> AuditRecord:
-        """Chain `event`, publish the record (and a checkpoint when one is due), return it."""
+    async def append(
+        self, event: AuditEvent | Mapping[str, Any], *, headers: Mapping[str, str] | None = None
+    ) -> AuditRecord:
+        """Chain `event`, publish the record (and a checkpoint when one is due), return it.
+
+        `headers` go with the record's message, besides ``Audit-Seq`` and ``Audit-Hash``.
+        """
         async with self._lock:
             seq, head, kept = self.chain.seq, self.chain.head, len(self.chain.checkpoints)
             record, checkpoint = self.chain.append_with_checkpoint(event)
@@ -563,8 +633,12 @@ class AuditLog:
                 await self.publisher.publish(
                     self.records_subject,
                     orjson.dumps(record.model_dump(mode="json")),
-                    headers={"Audit-Seq": str(record.seq), "Audit-Hash": record.hash},
-                    msg_id=record.id,
+                    headers={
+                        **(headers or {}),
+                        "Audit-Seq": str(record.seq),
+                        "Audit-Hash": record.hash,
+                    },
+                    msg_id=event_msg_id(record.id),
                 )
             except BaseException:
                 # Rewind: the next append reuses this seq, so the stream stays gap-free.
@@ -576,7 +650,7 @@ class AuditLog:
                     self.checkpoints_subject,
                     orjson.dumps(checkpoint.model_dump(mode="json")),
                     headers={"Audit-Seq": str(checkpoint.seq), "Audit-Hash": checkpoint.hash},
-                    msg_id=f"checkpoint-{checkpoint.seq}",
+                    msg_id=checkpoint_msg_id(checkpoint.seq),
                 )
             return record
 

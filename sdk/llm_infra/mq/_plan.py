@@ -10,6 +10,7 @@ changes in place.
 from __future__ import annotations
 
 import enum
+from collections.abc import Mapping
 from dataclasses import dataclass, fields
 
 from llm_infra.mq._types import ConsumerSpec, StreamSpec
@@ -71,6 +72,8 @@ def decide_stream(wanted: StreamSpec, observed: StreamSpec | None) -> StreamPlan
         for f in fields(StreamSpec)
         if f.name not in {"name", "storage"}
         and _differs(getattr(wanted, f.name), getattr(observed, f.name))
+        # Metadata: the keys the spec sets must hold its values; others are not ours to drop.
+        and (f.name != "metadata" or _missing_labels(wanted.metadata, observed.metadata))
     )
     if mismatches:
         return StreamPlan(Action.NONE, wanted, changes, tuple(mismatches))
@@ -93,6 +96,10 @@ def decide_consumer(wanted: ConsumerSpec, observed: ObservedConsumer | None) -> 
     if mismatches:
         return ConsumerPlan(Action.NONE, wanted, changes, tuple(mismatches))
     return ConsumerPlan(Action.UPDATE if changes else Action.NONE, wanted, changes)
+
+
+def _missing_labels(wanted: Mapping[str, str], observed: Mapping[str, str]) -> bool:
+    return any(observed.get(key) != value for key, value in wanted.items())
 
 
 def _differs(a: object, b: object) -> bool:

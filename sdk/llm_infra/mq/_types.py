@@ -59,6 +59,10 @@ class StreamSpec:
     deny_purge: bool = False
     discard: Discard = "old"
     compression: Compression = "none"
+    metadata: Mapping[str, str] = field(default_factory=dict)
+    """The stream's own labels (JetStream config ``metadata``, nats-server 2.10+): who owns it.
+
+    Keys the server sets itself (``_nats.*``) are never part of a spec."""
 
 
 @dataclass(frozen=True, slots=True)

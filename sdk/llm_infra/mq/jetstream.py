@@ -11,6 +11,7 @@ MessageQueueError).
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 from collections import deque
 from collections.abc import Sequence
 
@@ -203,10 +204,10 @@ async def observe_stream(js: JetStreamContext, name: str) -> StreamSpec | None:
         info = await js.stream_info(name)
     except nats.js.errors.NotFoundError:
         return None
-    return _stream_spec(info.config, name)
+    return stream_spec_of(info.config, name)
 
 
-def _stream_spec(c: api.StreamConfig, name: str) -> StreamSpec:
+def stream_spec_of(c: api.StreamConfig, name: str) -> StreamSpec:
     """The inverse of `_stream_config`: a server's stream config in our terms."""
     return StreamSpec(
         name=c.name or name,
@@ -221,6 +222,7 @@ def _stream_spec(c: api.StreamConfig, name: str) -> StreamSpec:
         deny_purge=bool(c.deny_purge),
         discard="new" if c.discard == api.DiscardPolicy.NEW else "old",
         compression="s2" if c.compression == api.StoreCompression.S2 else "none",
+        metadata={k: v for k, v in (c.metadata or {}).items() if not k.startswith("_nats.")},
     )
 
 
@@ -233,14 +235,17 @@ async def ensure_stream(js: JetStreamContext, spec: StreamSpec) -> _plan.StreamP
         _telemetry.operation("ensure_stream", "jetstream", spec.name),
         errors.translate(errors.from_nats),
     ):
-        plan = _plan.decide_stream(spec, await observe_stream(js, spec.name))
+        observed = await observe_stream(js, spec.name)
+        plan = _plan.decide_stream(spec, observed)
         if plan.mismatches:
             raise _mismatch_error(spec.name, plan.mismatches)
-        config = _stream_config(spec)
         if plan.action is _plan.Action.CREATE:
-            await js.add_stream(config)
+            await js.add_stream(_stream_config(spec))
         elif plan.action is _plan.Action.UPDATE:
-            await js.update_stream(config)
+            assert observed is not None
+            # Labels someone else set stay: an update replaces the whole metadata map.
+            labels = {**observed.metadata, **spec.metadata}
+            await js.update_stream(_stream_config(dataclasses.replace(spec, metadata=labels)))
         return plan
 
 
@@ -295,6 +300,7 @@ def _stream_config(spec: StreamSpec) -> api.StreamConfig:
         deny_purge=spec.deny_purge,
         discard=api.DiscardPolicy(spec.discard),
         compression=api.StoreCompression(spec.compression),
+        metadata=dict(spec.metadata) or None,
     )
 
 

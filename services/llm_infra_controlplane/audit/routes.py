@@ -4,6 +4,12 @@ The work is `AuditService`'s (`audit.service`): policy, hash chain, JetStream
 and the per-sink writers. An unknown AuditSink answers 404; NATS down answers
 503 with Retry-After, and an event is acknowledged only once JetStream stored
 its record. Errors answer as problems (`web.problems`).
+
+The append route records the authenticated principal as each event's actor
+(the connection's address as its ip) and the server's clock as its time; the
+actor and time a client sends are kept as ``asserted`` claims
+(`service.attest`), so no client can be recorded as someone else, nor pick the
+policy level of someone else.
 """
 
 from __future__ import annotations
@@ -11,8 +17,9 @@ from __future__ import annotations
 import datetime as dt
 from typing import Annotated
 
-from fastapi import APIRouter, Query
+from fastapi import APIRouter, Query, Request
 
+from llm_infra import audit
 from llm_infra.client import (
     AppendAuditEventsRequest,
     AppendAuditEventsResponse,
@@ -35,13 +42,24 @@ AuditDep = Annotated[AuditService, deps.state("audit")]
     response_model=AppendAuditEventsResponse,
     response_model_by_alias=True,
     summary="Append a batch of audit events (acknowledged once stored in JetStream)",
-    # Beyond the router's statuses: an event id stored long ago (give new events new ids).
+    # Beyond the router's statuses: an event id appended before with another body, or an
+    # AuditSink whose stream belongs to another AuditSink.
     responses=problems.responses(409),
 )
 async def append_events(
-    namespace: Namespace, name: Name, body: AppendAuditEventsRequest, service: AuditDep
+    namespace: Namespace,
+    name: Name,
+    body: AppendAuditEventsRequest,
+    service: AuditDep,
+    principal: deps.PrincipalDep,
+    request: Request,
 ) -> AppendAuditEventsResponse:
-    records = await service.append(namespace, name, body.events)
+    caller = audit.Actor(
+        id=principal.subject,
+        kind=principal.kind,
+        ip=request.client.host if request.client is not None else None,
+    )
+    records = await service.append(namespace, name, body.events, caller=caller)
     kept = {record.id for record in records}
     return AppendAuditEventsResponse(
         records=[AppendedRecord(id=r.id, seq=r.seq, hash=r.hash) for r in records],
@@ -96,6 +114,8 @@ async def query_events(
     response_model=AuditVerification,
     response_model_by_alias=True,
     summary="Verify the hash chain and signed checkpoints of the records the stream holds",
+    # A stream another AuditSink owns; a stream that is gone answers 404.
+    responses=problems.responses(409),
 )
 async def verify(namespace: Namespace, name: Name, service: AuditDep) -> AuditVerification:
     return await service.verify(namespace, name)

@@ -22,6 +22,18 @@ Request keeps the request, RequestResponse both. Each `policy.redact` pointer
 applies inside both bodies and replaces the value with ``sha256:<hex>`` of its
 canonical JSON, listing the pointer in ``redacted``.
 
+Who and when: the route hands `append` the authenticated caller; `attest` makes
+it the record's ``actor`` (its address as ``actor.ip``) and this server's clock
+its ``time``, and keeps what the client claimed in ``asserted``. Policy runs
+after, so rules (``users``) match the caller, never a claim.
+
+Replays: each event id is remembered per stream in a JetStream KV bucket
+(`SEEN_IDS_BUCKET`, the control plane's own, entries expire after
+`replay_window` seconds) with the SHA-256 of what was submitted (the event as
+sent, and the caller). The same id and body again answers the record stored
+(a retry, inside JetStream's duplicateWindow or long after it); the same id
+with another body is a Conflict (409), never a silent drop nor a second record.
+
 An event counts as appended only once JetStream acknowledged its record. NATS
 down (or not configured) answers `errors.MessageQueueError`, a 503 whose
 problem carries Retry-After. A publish that failed may still have been stored
@@ -37,8 +49,9 @@ import base64
 import contextlib
 import datetime as dt
 import fnmatch
+import hashlib
 import logging
-from collections.abc import AsyncGenerator, Iterable, Mapping
+from collections.abc import AsyncGenerator, Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -50,13 +63,21 @@ import orjson
 import pydantic
 from nats.aio.client import Client as NatsClient
 from nats.js import JetStreamContext, api
+from nats.js.kv import KeyValue
 
 from llm_infra import audit, crypto, errors, ids, jsondoc, mq
 from llm_infra.api.v1alpha1.auditsink import AuditSinkSpec, Policy, RuleLevel
 from llm_infra.client import AuditEventsPage, AuditStatus, AuditVerification, SinkDelivery
+from llm_infra.mq import jetstream
 from llm_infra_controlplane.audit import writer as audit_writer
 
 _logger = logging.getLogger("llm_infra_controlplane.audit")
+
+SEEN_IDS_BUCKET = "llm-infra-audit-ids"
+"""KV bucket of the event ids appended per stream (key ``<stream>.<sha256 of id>``)."""
+REPLAY_WINDOW = 30 * 24 * 3600.0
+"""Default seconds an appended event id is remembered: a replay within it answers 200 or 409."""
+DIGEST_HEADER = "Audit-Digest"
 
 PUBLISH_TIMEOUT = 5.0
 FIRST_CONNECT_TIMEOUT = 3.0
@@ -126,6 +147,23 @@ def apply_policy(policy: Policy, event: audit.AuditEvent) -> audit.AuditEvent | 
     return audit.AuditEvent.model_validate(body)
 
 
+def attest(event: audit.AuditEvent, caller: audit.Actor, now: dt.datetime) -> audit.AuditEvent:
+    """`event` as recorded: `caller` as actor, `now` as time; the client's claims in `asserted`."""
+    claimed = audit.Asserted(actor=event.actor, time=event.time)
+    return event.model_copy(update={"actor": caller, "time": now, "asserted": claimed})
+
+
+def submitted_digest(event: audit.AuditEvent, caller: audit.Actor | None) -> str:
+    """SHA-256 of what was submitted under an event id: the event as sent, and who sent it."""
+    body = {"event": event.model_dump(mode="json"), "caller": caller.id if caller else None}
+    return hashlib.sha256(audit.canonical_record_bytes(body)).hexdigest()
+
+
+def seen_key(stream: str, event_id: str) -> str:
+    """The `SEEN_IDS_BUCKET` key of `event_id` in `stream` (ids may hold what keys may not)."""
+    return f"{stream}.{hashlib.sha256(event_id.encode()).hexdigest()}"
+
+
 # -- cursors ------------------------------------------------------------------------------------
 
 
@@ -183,6 +221,13 @@ class _Publisher:
         return ack
 
 
+class _Replay(Exception):  # noqa: N818  not an error: the id was appended before
+    """The event id is in `SEEN_IDS_BUCKET` with the same digest, stored at `seq` (None: unsure)."""
+
+    def __init__(self, seq: int | None) -> None:
+        self.seq = seq
+
+
 @dataclass
 class _AuditSink:
     namespace: str
@@ -195,6 +240,7 @@ class _AuditSink:
     writers: dict[str, audit_writer.SinkWriter] = field(default_factory=dict)
     public_key: crypto.VerifyKey | None = None
     resync: bool = True  # read the chain's head from the stream before the next append
+    created: dt.datetime | None = None  # the stream's creation time when we started serving it
 
     @property
     def records_subject(self) -> str:
@@ -218,14 +264,20 @@ class AuditService:
         *,
         owns_streams: bool,
         token: pydantic.SecretStr | None = None,
+        replay_window: float = REPLAY_WINDOW,
     ) -> None:
         self.nats_url = nats_url
         self._token = token
         self.owns_streams = owns_streams
+        self.replay_window = replay_window
+        """Seconds an appended event id is remembered (`SEEN_IDS_BUCKET`'s TTL)."""
         self._nc: NatsClient | None = None
         self._mq: mq.JetStreamQueue | None = None
+        self._seen: KeyValue | None = None
         self._connecting = asyncio.Lock()
         self._sinks: dict[tuple[str, str], _AuditSink] = {}
+        self._conflicts: dict[tuple[str, str], errors.Conflict] = {}
+        """AuditSinks refused because their stream is another's: their API answers this 409."""
 
     async def start(self) -> None:
         if self.nats_url is None:
@@ -241,7 +293,7 @@ class AuditService:
         for state in list(self._sinks.values()):
             await self._stop_writers(state)
         self._sinks.clear()
-        nc, self._nc, self._mq = self._nc, None, None
+        nc, self._nc, self._mq, self._seen = self._nc, None, None, None
         if nc is not None and not nc.is_closed:
             await nc.close()
 
@@ -325,10 +377,23 @@ class AuditService:
         }
         signing_key = _signing_key(spec, secrets)
         js = await self._jetstream()
-        if self.owns_streams:
-            await audit.ensure_audit_stream(js, namespace, name, spec)
-        else:  # the operator's: wait for them, never create one
-            await audit.require_audit_stream(js, namespace, name, spec)
+        try:
+            if self.owns_streams:
+                plan = await audit.ensure_audit_stream(js, namespace, name, spec)
+                stream = plan.stream.spec.name
+            else:  # the operator's: wait for them, never create one
+                stream = await audit.require_audit_stream(js, namespace, name, spec)
+        except errors.Conflict as exc:
+            # Another AuditSink's stream: stop serving this one, and say why on its API.
+            previous = self._sinks.pop((namespace, name), None)
+            if previous is not None:
+                async with previous.lock:
+                    await self._stop_writers(previous)
+            self._conflicts[(namespace, name)] = exc
+            raise
+        self._conflicts.pop((namespace, name), None)
+        with errors.translate(errors.from_nats):
+            created = (await js.stream_info(stream)).created
         subject = audit.audit_subject(namespace, name)
         previous = self._sinks.get((namespace, name))
         lock = previous.lock if previous is not None else asyncio.Lock()
@@ -346,11 +411,12 @@ class AuditService:
                 namespace=namespace,
                 name=name,
                 spec=spec,
-                stream=audit.stream_name(namespace, name, spec),
+                stream=stream,
                 subject=subject,
                 log=log,
                 lock=lock,
                 public_key=signing_key.verify_key if signing_key is not None else None,
+                created=created,
             )
             for sink in spec.sinks:
                 writer = audit_writer.SinkWriter(
@@ -365,27 +431,40 @@ class AuditService:
                 state.writers[sink.name] = writer
             self._sinks[(namespace, name)] = state
 
-    async def remove_sink(self, namespace: str, name: str) -> bool:
-        """Stop serving the AuditSink; False if it was not served.
+    async def remove_sink(self, namespace: str, name: str) -> str:
+        """Stop serving the AuditSink; what became of its stream, as a phrase for the log.
 
         When this service owns the streams (standalone) and the deletionPolicy
         is Delete, its stream goes too, unless a sink has not received every
-        record yet (MessageQueueRejected, 409) and deleteUndelivered is off.
+        record yet (MessageQueueRejected, 409) and deleteUndelivered is off. A
+        stream that is not this AuditSink's (`audit.stream_conflict`) is never
+        deleted.
         """
+        conflict = self._conflicts.pop((namespace, name), None)
         state = self._sinks.pop((namespace, name), None)
         if state is None:
-            return False
+            if conflict is not None:
+                return f"was not served, its stream untouched: {conflict.message}"
+            return "was not served, no stream touched"
         async with state.lock:
             await self._stop_writers(state)
-        if self.owns_streams and state.spec.deletion_policy == "Delete":
-            durables = [audit.sink_durable(s.name) for s in state.spec.sinks]
-            await audit.delete_stream(
+        if not self.owns_streams:
+            return f"stream {state.stream} left to the operator"
+        if state.spec.deletion_policy != "Delete":
+            return f"stream {state.stream} kept (deletionPolicy Retain)"
+        durables = [audit.sink_durable(s.name) for s in state.spec.sinks]
+        try:
+            deleted = await audit.delete_stream(
                 await self._jetstream(),
                 state.stream,
                 force=state.spec.delete_undelivered,
                 durables=durables,
+                owner=(namespace, name),
             )
-        return True
+        except errors.Conflict as exc:
+            return f"stream {state.stream} not deleted: {exc.message}"
+        gone = "deleted" if deleted else "was already gone"
+        return f"stream {state.stream} {gone} (deletionPolicy Delete)"
 
     async def _stop_writers(self, state: _AuditSink) -> None:
         await asyncio.gather(*(writer.stop() for writer in state.writers.values()))
@@ -393,6 +472,8 @@ class AuditService:
 
     def _sink(self, namespace: str, name: str) -> _AuditSink:
         state = self._sinks.get((namespace, name))
+        if state is None and (conflict := self._conflicts.get((namespace, name))) is not None:
+            raise conflict
         if state is None:
             raise errors.NotFound(
                 f"no AuditSink {namespace}/{name} is served here: apply the AuditSink, or check"
@@ -404,11 +485,20 @@ class AuditService:
     # -- ingest -----------------------------------------------------------------------------
 
     async def append(
-        self, namespace: str, name: str, events: Iterable[audit.AuditEvent]
+        self,
+        namespace: str,
+        name: str,
+        events: Iterable[audit.AuditEvent],
+        *,
+        caller: audit.Actor | None = None,
     ) -> list[audit.AuditRecord]:
         """Record `events` per the policy, in order; returns once JetStream acked every record.
 
-        Events the policy records nothing of have no record in the answer.
+        With `caller` (the authenticated principal, as the route passes it) each
+        record's actor and time are the caller's and this server's (`attest`).
+        Events the policy records nothing of have no record in the answer. An id
+        appended before answers its stored record when the submission is the
+        same, Conflict (409) when it differs.
         """
         state = self._sink(namespace, name)
         records: list[audit.AuditRecord] = []
@@ -416,19 +506,121 @@ class AuditService:
             try:
                 if state.resync:
                     await self._resync(state)
-                for event in events:
-                    kept = apply_policy(state.spec.policy, event)
-                    if kept is None:
-                        continue
-                    try:
-                        records.append(await state.log.append(kept))
-                    except _Duplicate:
-                        records.append(await self._stored(state, kept.id))
+                remembering: list[asyncio.Task[int]] = []
+                try:
+                    for event in events:
+                        digest = submitted_digest(event, caller)
+                        if caller is not None:
+                            event = attest(event, caller, dt.datetime.now(dt.UTC))
+                        kept = apply_policy(state.spec.policy, event)
+                        if kept is None:
+                            continue
+                        records.append(await self._append_one(state, kept, digest, remembering))
+                finally:
+                    # Each record's seq goes to the seen-ids bucket while the next one is
+                    # published (one round trip less per record); all land before the answer.
+                    done = await asyncio.gather(*remembering, return_exceptions=True)
+                failed = next((r for r in done if isinstance(r, BaseException)), None)
+                if failed is not None:
+                    with (
+                        _unavailable_on_timeout(SEEN_IDS_BUCKET),
+                        errors.translate(errors.from_nats),
+                    ):
+                        raise failed
             except BaseException:
                 # A failed publish may have been stored all the same: re-read the head first.
                 state.resync = True
                 raise
         return records
+
+    async def _append_one(
+        self,
+        state: _AuditSink,
+        event: audit.AuditEvent,
+        digest: str,
+        remembering: list[asyncio.Task[int]],
+    ) -> audit.AuditRecord:
+        seen = await self._seen_ids()
+        key = seen_key(state.stream, event.id)
+        try:
+            await self._first_sight(seen, key, event.id, digest)
+        except _Replay as replay:
+            if replay.seq is not None:
+                return await self._stored_at(state, event.id, replay.seq)
+            # Remembered, but whether it was stored is unknown: JetStream's dedupe decides.
+        try:
+            record = await state.log.append(event, headers={DIGEST_HEADER: digest})
+        except _Duplicate:
+            record = await self._stored(state, event.id, digest)
+        remembering.append(asyncio.create_task(seen.put(key, f"{digest} {record.seq}".encode())))
+        return record
+
+    async def _seen_ids(self) -> KeyValue:
+        await self._queue()  # NATS away: 503 now, not a KV timeout later
+        if self._seen is None:
+            js = await self._jetstream()
+            with errors.translate(errors.from_nats):
+                try:
+                    self._seen = await js.key_value(SEEN_IDS_BUCKET)
+                except nats.js.errors.BucketNotFoundError:
+                    self._seen = await js.create_key_value(
+                        api.KeyValueConfig(
+                            bucket=SEEN_IDS_BUCKET,
+                            description="llm-infra audit: event ids appended, per stream",
+                            ttl=self.replay_window,
+                            storage=api.StorageType.FILE,
+                        )
+                    )
+        return self._seen
+
+    @staticmethod
+    async def _first_sight(seen: KeyValue, key: str, event_id: str, digest: str) -> None:
+        """Claim `key` for `digest`; _Replay if it was claimed with the same, Conflict if not."""
+        with _unavailable_on_timeout(SEEN_IDS_BUCKET), errors.translate(errors.from_nats):
+            try:
+                await seen.create(key, digest.encode())
+                return
+            except nats.js.errors.KeyWrongLastSequenceError:
+                entry = await seen.get(key)
+        stored_digest, _, seq = (entry.value or b"").decode().partition(" ")
+        if stored_digest != digest:
+            raise _different_body(event_id)
+        raise _Replay(int(seq) if seq else None)
+
+    async def _stored_at(self, state: _AuditSink, event_id: str, seq: int) -> audit.AuditRecord:
+        """The record `event_id` was appended as, at chain seq `seq`: a binary search of the stream.
+
+        Chain seqs grow with stream seqs (checkpoints sit between records), so
+        ``next_by_subj`` lookups halve the range each time: ~log2(messages) reads.
+        """
+        js = await self._jetstream()
+        with errors.translate(errors.from_nats):
+            low, high = 1, (await js.stream_info(state.stream)).state.last_seq
+            while low <= high:
+                middle = (low + high) // 2
+                try:
+                    msg = await js.get_msg(
+                        state.stream, middle, subject=state.records_subject, next=True
+                    )
+                except nats.js.errors.NotFoundError:
+                    high = middle - 1
+                    continue
+                assert msg.data is not None
+                assert msg.seq is not None
+                record = audit.AuditRecord.model_validate_json(msg.data)
+                if record.seq == seq and record.id == event_id:
+                    return record
+                if record.seq == seq:
+                    break  # another record holds that seq: this stream is not the one it went to
+                if record.seq < seq:
+                    low = msg.seq + 1
+                else:
+                    high = middle - 1
+        raise errors.Conflict(
+            f"event id {event_id} was appended before as seq {seq}, which stream {state.stream}"
+            " no longer holds (aged out, or the stream was replaced): give each new event a new id",
+            service="audit",
+        )
 
     async def _resync(self, state: _AuditSink) -> None:
         js = await self._jetstream()
@@ -443,8 +635,11 @@ class AuditService:
             state.log.chain.seq, state.log.chain.head = record["seq"], record["hash"]
         state.resync = False
 
-    async def _stored(self, state: _AuditSink, event_id: str) -> audit.AuditRecord:
-        """The record JetStream already holds for `event_id`: looked for back from the tail."""
+    async def _stored(self, state: _AuditSink, event_id: str, digest: str) -> audit.AuditRecord:
+        """The record JetStream already holds for `event_id`: looked for back from the tail.
+
+        One stored from another submission (its `DIGEST_HEADER` differs) is a Conflict.
+        """
         js = await self._jetstream()
         with errors.translate(errors.from_nats):
             seq = (await js.stream_info(state.stream)).state.last_seq
@@ -456,6 +651,9 @@ class AuditService:
                 if msg.subject == state.records_subject and msg.data is not None:
                     record = audit.AuditRecord.model_validate_json(msg.data)
                     if record.id == event_id:
+                        stored = (msg.headers or {}).get(DIGEST_HEADER)
+                        if stored is not None and stored != digest:
+                            raise _different_body(event_id)
                         return record
         raise errors.Conflict(
             f"event id {event_id} was stored before, more than {DEDUPE_LOOKBACK} messages ago:"
@@ -517,9 +715,33 @@ class AuditService:
 
         Records aged out by stream limits are not there to check: the chain is
         verified from the first record held (`first_seq`), trusting its prev_hash.
+        A stream that is gone answers MessageQueueNotFound, one another AuditSink
+        owns a Conflict, and one created anew since this service started serving
+        it is not ok: an empty stream proves nothing.
         """
         state = self._sink(namespace, name)
         js = await self._jetstream()
+        with errors.translate(errors.from_nats):
+            try:
+                info = await js.stream_info(state.stream)
+            except nats.js.errors.NotFoundError:
+                raise errors.MessageQueueNotFound(
+                    f"stream {state.stream} of AuditSink {namespace}/{name} does not exist (deleted"
+                    " outside llm-infra?): its records are gone; apply the AuditSink again to"
+                    " start a new stream",
+                    destination=state.stream,
+                    operation=errors.MqOperation.REQUEST,
+                ) from None
+        observed = jetstream.stream_spec_of(info.config, state.stream)
+        if (reason := audit.stream_conflict(observed, namespace, name)) is not None:
+            raise audit.conflict_error(reason, namespace, name, state.stream)
+        if state.created is not None and info.created != state.created:
+            return AuditVerification(
+                ok=False,
+                records=0,
+                reason=f"stream {state.stream} was replaced: created {info.created}, but the"
+                f" one served since {state.created} is gone with its records",
+            )
         async with contextlib.aclosing(
             _scan(js, state.stream, state.checkpoints_subject, 1)
         ) as scan:
@@ -669,6 +891,27 @@ async def _scan(
                 await js.delete_consumer(stream, name)
 
 
+@contextlib.contextmanager
+def _unavailable_on_timeout(destination: str) -> Iterator[None]:
+    """A JetStream call that timed out may have happened or not: 503, retry with the same ids."""
+    try:
+        yield
+    except errors.MessageQueueTimeout as exc:
+        raise errors.MessageQueueError(
+            f"JetStream did not answer in time: {exc.message}; retry with the same ids",
+            destination=destination,
+            operation=errors.MqOperation.REQUEST,
+        ) from None
+
+
+def _different_body(event_id: str) -> errors.Conflict:
+    return errors.Conflict(
+        f"event id {event_id} was appended before with another body (or by another caller):"
+        " an id names one event; give each new event a new id",
+        service="audit",
+    )
+
+
 async def _quiet(exc: Exception) -> None:
     """Connection errors surface on the calls that fail (503); don't log each reconnect attempt."""
 
@@ -676,7 +919,10 @@ async def _quiet(exc: Exception) -> None:
 __all__ = [
     "AuditService",
     "apply_policy",
+    "attest",
     "decode_cursor",
     "encode_cursor",
     "event_level",
+    "seen_key",
+    "submitted_digest",
 ]

@@ -27,6 +27,7 @@ import logging
 import os
 import ssl
 import time
+import urllib.parse
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
@@ -80,15 +81,34 @@ class Delivery(Protocol):
 # -- deliveries ---------------------------------------------------------------------------------
 
 
-def rerooted(path: str, file_root: Path | None) -> Path:
+def rerooted(path: str, file_root: Path | None, *, field: str = "spec.sinks[].file.path") -> Path:
     """A file sink's path, under `file_root` when given: /var/log/x.jsonl -> <root>/var/log/x.jsonl.
 
     Standalone mode passes ``<data>/audit-sinks`` so a manifest written for a
-    cluster volume writes below the data folder on a laptop.
+    cluster volume writes below the data folder on a laptop. The path must stay
+    there once ``..`` and symbolic links are resolved: anything else raises
+    ValidationError naming `field`.
     """
     if file_root is None:
         return Path(path)
-    return file_root.joinpath(*PurePosixPath(path).parts[1:])
+    root = file_root.resolve()
+    target = root.joinpath(*PurePosixPath(path).parts[1:]).resolve()
+    if not target.is_relative_to(root) or target == root:
+        raise errors.ValidationError(
+            f"{field}: {path!r} resolves outside the data folder's audit-sinks ({root}): name a"
+            " file below it, without '..' or links that leave it",
+            field=field,
+            actual=path,
+        )
+    return target
+
+
+def rerooted_url(url: str, file_root: Path | None, *, field: str) -> str:
+    """An object store URL; a ``file://`` one re-rooted and confined like `rerooted`."""
+    parsed = urllib.parse.urlsplit(url)
+    if parsed.scheme != "file" or file_root is None:
+        return url
+    return rerooted(urllib.parse.unquote(parsed.path) or "/", file_root, field=field).as_uri()
 
 
 class FileDelivery:
@@ -205,17 +225,20 @@ def build_delivery(sink: Sink, *, index: int, secrets: Secrets, file_root: Path 
     """The `Delivery` of `sink` (spec.sinks[index]); a missing Secret raises ConfigMissing."""
     where = f"spec.sinks[{index}]"
     if sink.file is not None:
-        return FileDelivery(sink.file, rerooted(sink.file.path, file_root))
+        path = rerooted(sink.file.path, file_root, field=f"{where}.file.path")
+        return FileDelivery(sink.file, path)
     if sink.webhook is not None:
         hook = sink.webhook
         key = _secret(secrets, hook.secret_ref, f"{where}.webhook.secretRef")
         ca = _secret(secrets, hook.ca_secret_ref, f"{where}.webhook.caSecretRef")
         return WebhookDelivery(hook, hmac_key=None if key is None else key.encode(), ca_pem=ca)
     assert sink.object_store is not None  # the Sink model allows exactly one kind
-    return _object_store(sink.object_store, secrets, f"{where}.objectStore")
+    return _object_store(sink.object_store, secrets, f"{where}.objectStore", file_root)
 
 
-def _object_store(spec: ObjectStoreSink, secrets: Secrets, where: str) -> ObjectStoreDelivery:
+def _object_store(
+    spec: ObjectStoreSink, secrets: Secrets, where: str, file_root: Path | None
+) -> ObjectStoreDelivery:
     options: dict[str, str] = {}
     if spec.credentials_secret_ref is not None:
         secret = secrets.get(spec.credentials_secret_ref.name)
@@ -224,7 +247,8 @@ def _object_store(spec: ObjectStoreSink, secrets: Secrets, where: str) -> Object
         options = {
             OBJECT_STORE_OPTIONS[k]: v for k, v in secret.items() if k in OBJECT_STORE_OPTIONS
         }
-    store = fs.open_fs(spec.url, create=spec.url.startswith("file://"), **options)  # type: ignore[arg-type]
+    url = rerooted_url(spec.url, file_root, field=f"{where}.url")
+    store = fs.open_fs(url, create=url.startswith("file://"), **options)  # type: ignore[arg-type]
     return ObjectStoreDelivery(store, spec.prefix)
 
 

@@ -249,9 +249,10 @@ class Applier:
             self._refresh_due.pop((ns, name), None)
             self._report(f"cfgsrc {ns}/{name}: removed, no longer served")
         elif isinstance(obj, AuditSink):
-            await self.audit.remove_sink(ns, name)
-            kept = "deleted" if obj.spec.deletion_policy == "Delete" else "kept (Retain)"
-            self._report(f"asink {ns}/{name}: removed, its stream {kept}")
+            # What the service did, not what the policy asked: a stream that is not this
+            # AuditSink's is never deleted, whatever its deletionPolicy says.
+            outcome = await self.audit.remove_sink(ns, name)
+            self._report(f"asink {ns}/{name}: removed; {outcome}")
         elif isinstance(obj, Route):
             self.routes.pop((ns, name), None)
             self._report(f"llmroute {ns}/{name}: removed")

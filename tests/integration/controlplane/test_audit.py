@@ -94,7 +94,8 @@ async def test_ingest_chains_applies_policy_queries_in_pages_and_rotates_the_fil
             "level": "Metadata",
             "rules": [
                 {"level": "None", "actions": ["health.*"]},
-                {"level": "RequestResponse", "users": ["bob"]},
+                # Users would match the authenticated caller (here everyone is anonymous).
+                {"level": "RequestResponse", "actions": ["chat.review"]},
             ],
             "redact": ["/messages"],
         },
@@ -107,7 +108,9 @@ async def test_ingest_chains_applies_policy_queries_in_pages_and_rotates_the_fil
         ],
     )
     async with _served(tmp_path, nats_url, "ingest", spec) as (cp, _):
-        events = [_event(i, actor="bob" if i % 4 == 0 else "alice") for i in range(24)]
+        events = [
+            _event(i, action="chat.review" if i % 4 == 0 else "chat.completions") for i in range(24)
+        ]
         events.append(_event(99, action="health.probe"))
         answer = await cp.append_audit_events("team-a", "ingest", events)
         assert [r.seq for r in answer.records] == list(range(1, 25))
@@ -131,7 +134,7 @@ async def test_ingest_chains_applies_policy_queries_in_pages_and_rotates_the_fil
 
         bobs = [
             r
-            async for p in cp.query_audit_events("team-a", "ingest", actor="bob")
+            async for p in cp.query_audit_events("team-a", "ingest", action="chat.review")
             for r in p.records
         ]
         assert [r.seq for r in bobs] == [1, 5, 9, 13, 17, 21]
@@ -236,13 +239,13 @@ async def test_webhook_signs_each_batch_and_redelivers_until_the_endpoint_recove
 
 
 async def test_object_store_sink_writes_one_object_per_batch(tmp_path: Path, nats_url: str) -> None:
-    bucket = tmp_path / "bucket"
+    bucket = tmp_path / "root" / "bucket"  # file:// stores are re-rooted like file sinks
     spec = _spec(
         sinks=[
             {
                 "name": "archive",
                 "batchSize": 4,
-                "objectStore": {"url": bucket.as_uri(), "prefix": "team-a/archive"},
+                "objectStore": {"url": "file:///bucket", "prefix": "team-a/archive"},
             }
         ]
     )

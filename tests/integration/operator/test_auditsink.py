@@ -295,3 +295,35 @@ def test_delete_with_everything_delivered(
     deleted = [e for e in events(kube, op_namespace, name) if e["reason"] == "Deleted"]
     assert deleted
     assert f"stream {stream} deleted" in deleted[-1]["message"]
+
+
+def test_a_sink_naming_another_sinks_stream_is_refused_and_its_deletion_keeps_it(
+    kube: KubeServer, op_namespace: str, operator: OperatorProcess, nats_url: str
+) -> None:
+    victim, evil = unique("victim"), unique("evil")
+    stream = f"trail-{uuid.uuid4().hex[:6]}"
+    owned = sink_manifest(victim)
+    owned["spec"]["stream"]["name"] = stream
+    apply(kube, op_namespace, owned)
+    wait_condition(kube, op_namespace, "asink", victim)
+    publish_records(nats_url, op_namespace, victim, count=2)
+    taker = sink_manifest(evil)
+    taker["spec"]["stream"]["name"] = stream
+    taker["spec"] |= {"deletionPolicy": "Delete", "deleteUndelivered": True}
+    apply(kube, op_namespace, taker)
+    obj = wait_condition(kube, op_namespace, "asink", evil, status="False", reason="StreamConflict")
+    ready = next(c for c in obj["status"]["conditions"] if c["type"] == "StreamReady")
+    assert f"belongs to AuditSink {op_namespace}/{victim}" in ready["message"]
+    warnings = [e for e in events(kube, op_namespace, evil) if e["type"] == "Warning"]
+    assert any(e["reason"] == "StreamConflict" for e in warnings)
+    info = stream_info(nats_url, stream)
+    assert info is not None
+    assert info.config.subjects == [f"{audit.audit_subject(op_namespace, victim)}.>"]
+
+    kube.kubectl("delete", "asink", evil, "-n", op_namespace, "--timeout=30s")
+    assert get(kube, op_namespace, "asink", evil) is None
+    info = stream_info(nats_url, stream)
+    assert info is not None  # the finalizer let the object go and left the stream alone
+    assert info.state.messages == 2
+    kube.kubectl("delete", "asink", victim, "-n", op_namespace)
+    delete_stream(nats_url, stream)

@@ -64,7 +64,7 @@ async def test_audit_roundtrip(nats_url: str) -> None:
             log.records_subject,
             jsondoc.dumps(again.model_dump(mode="json")),
             headers={"Audit-Seq": str(again.seq), "Audit-Hash": again.hash},
-            msg_id=again.id,
+            msg_id=audit.event_msg_id(again.id),
         )
         assert ack.duplicate
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import re
 from pathlib import Path
 from typing import Any
 
@@ -18,9 +19,12 @@ from llm_infra_controlplane.audit import writer as audit_writer
 from llm_infra_controlplane.audit.service import (
     AuditService,
     apply_policy,
+    attest,
     decode_cursor,
     encode_cursor,
     event_level,
+    seen_key,
+    submitted_digest,
 )
 
 
@@ -105,6 +109,69 @@ def test_a_cursor_round_trips_and_a_forged_one_names_the_field() -> None:
 def test_file_paths_are_rerooted_in_standalone_mode(tmp_path: Path) -> None:
     assert audit_writer.rerooted("/var/log/a.jsonl", None) == Path("/var/log/a.jsonl")
     assert audit_writer.rerooted("/var/log/a.jsonl", tmp_path) == tmp_path / "var/log/a.jsonl"
+
+
+@pytest.mark.parametrize("path", ["/../../etc/x", "/a/../../b", "/"])
+def test_file_paths_that_leave_the_root_are_refused_naming_the_field(
+    tmp_path: Path, path: str
+) -> None:
+    with pytest.raises(errors.ValidationError) as refused:
+        audit_writer.rerooted(path, tmp_path / "root", field="spec.sinks[1].file.path")
+    assert refused.value.field == "spec.sinks[1].file.path"
+    assert refused.value.message.startswith("spec.sinks[1].file.path: ")
+
+
+def test_a_link_out_of_the_root_is_refused(tmp_path: Path) -> None:
+    root = tmp_path / "root"
+    root.mkdir()
+    (root / "out").symlink_to(tmp_path)
+    with pytest.raises(errors.ValidationError):
+        audit_writer.rerooted("/out/x.jsonl", root)
+    assert audit_writer.rerooted("/in/../x.jsonl", root) == root.resolve() / "x.jsonl"
+
+
+def test_file_object_store_urls_are_rerooted_and_confined(tmp_path: Path) -> None:
+    root = tmp_path / "root"
+    field = "spec.sinks[0].objectStore.url"
+    inside = audit_writer.rerooted_url("file:///bucket", root, field=field)
+    assert inside == (root.resolve() / "bucket").as_uri()
+    assert audit_writer.rerooted_url("s3://b/p", root, field=field) == "s3://b/p"
+    assert audit_writer.rerooted_url("file:///b", None, field=field) == "file:///b"
+    with pytest.raises(errors.ValidationError) as refused:
+        audit_writer.rerooted_url("file:///../../x", root, field=field)
+    assert refused.value.field == field
+
+
+# -- who, when, and replays -------------------------------------------------------------------
+
+
+def test_attest_records_the_caller_and_keeps_the_claims_apart() -> None:
+    claimed = _event(actor="exempt", action="secrets.delete")
+    caller = audit.Actor(id="mallory", kind="apikey", ip="203.0.113.7")
+    now = claimed.time.replace(year=2031)
+    recorded = attest(claimed, caller, now)
+    assert (recorded.actor, recorded.time) == (caller, now)
+    assert recorded.asserted == audit.Asserted(actor=claimed.actor, time=claimed.time)
+    # Policy sees the caller: the exemption written for "exempt" does not apply to mallory.
+    policy = _policy(level="Metadata", rules=[{"level": "None", "users": ["exempt"]}])
+    assert apply_policy(policy, claimed) is None
+    assert apply_policy(policy, recorded) is not None
+
+
+def test_the_submitted_digest_covers_the_body_and_the_caller() -> None:
+    event = _event()
+    alice, bob = audit.Actor(id="alice", kind="apikey"), audit.Actor(id="bob", kind="apikey")
+    assert submitted_digest(event, alice) == submitted_digest(event, alice)
+    assert submitted_digest(event, alice) != submitted_digest(event, bob)
+    changed = event.model_copy(update={"action": "secrets.delete"})
+    assert submitted_digest(event, alice) != submitted_digest(changed, alice)
+
+
+def test_seen_keys_are_valid_kv_keys_whatever_the_id() -> None:
+    key = seen_key("AUDIT_team-a_x", "urn:a/b+c=d@e")
+    assert re.fullmatch(r"[-/_=.a-zA-Z0-9]+", key)
+    assert key.startswith("AUDIT_team-a_x.")
+    assert seen_key("S", "a") != seen_key("T", "a")
 
 
 async def test_the_file_sink_appends_lines_and_rotates_keeping_max_files(tmp_path: Path) -> None:

@@ -15,7 +15,7 @@ from llm_infra_operator.context import Context
 from llm_infra_operator.reconcilers import auditsink
 from llm_infra_operator.settings import OperatorSettings
 
-STREAM = "AUDIT_NS_A"
+STREAM = "AUDIT_ns_a"
 
 
 def spec(*sinks: str, **stream: Any) -> AuditSinkSpec:
@@ -113,10 +113,10 @@ def test_ready_message_says_in_sync_or_who_is_behind() -> None:
 def test_stream_plan_described_with_manifest_field_names() -> None:
     wanted = audit.stream_spec("ns", "a", spec("s"))
     describe = auditsink.describe_stream_plan
-    assert describe(mq.StreamPlan(mq.Action.CREATE, wanted)) == "stream AUDIT_NS_A created"
+    assert describe(mq.StreamPlan(mq.Action.CREATE, wanted)) == "stream AUDIT_ns_a created"
     updated = mq.StreamPlan(mq.Action.UPDATE, wanted, ("max_age", "discard"))
-    assert describe(updated) == "stream AUDIT_NS_A updated (maxAge, discard)"
-    assert describe(mq.StreamPlan(mq.Action.NONE, wanted)) == "stream AUDIT_NS_A matches the spec"
+    assert describe(updated) == "stream AUDIT_ns_a updated (maxAge, discard)"
+    assert describe(mq.StreamPlan(mq.Action.NONE, wanted)) == "stream AUDIT_ns_a matches the spec"
 
 
 def test_finalizer_only_for_delete_policy() -> None:

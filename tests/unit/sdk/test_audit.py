@@ -7,6 +7,7 @@ import inspect
 from collections.abc import AsyncIterator, Iterable
 from typing import Any
 
+import pydantic
 import pytest
 from cryptography.hazmat.primitives.asymmetric import ed25519
 
@@ -318,7 +319,9 @@ async def test_audit_log_publishes_in_order(key: ed25519.Ed25519PrivateKey) -> N
     assert subjects.count("audit.t.checkpoints") == 2
     first = pub.sent[0]
     assert first[2] == {"Audit-Seq": "1", "Audit-Hash": records[0].hash}
-    assert first[3] == records[0].id
+    assert first[3] == f"event:{records[0].id}"
+    # Checkpoints have ids of their own space: no event id (``checkpoint-5`` say) takes one.
+    assert [m for s, *_, m in pub.sent if "checkpoints" in s] == ["checkpoint:5", "checkpoint:10"]
     rows = [jsondoc.loads(d) for s, d, *_ in pub.sent if s.endswith(".records")]
     cps = [audit.Checkpoint.model_validate_json(d) for s, d, *_ in pub.sent if "checkpoints" in s]
     assert audit.verify_chain(rows, cps, key.public_key()).ok
@@ -386,3 +389,56 @@ def test_all_is_complete() -> None:
     }
     assert public <= set(audit.__all__)
     assert all(hasattr(audit, name) for name in audit.__all__)
+
+
+# -- edge limits ----------------------------------------------------------------------------------
+
+
+def _nested(depth: int) -> Any:
+    value: Any = "leaf"
+    for _ in range(depth):
+        value = {"x": value}
+    return value
+
+
+def _nested_list(depth: int) -> Any:
+    value: Any = 1
+    for _ in range(depth):
+        value = [value]
+    return value
+
+
+def test_metadata_nesting_is_bounded_and_named() -> None:
+    audit.AuditEvent.model_validate(event(0, metadata=_nested(audit.MAX_JSON_DEPTH)))
+    with pytest.raises(pydantic.ValidationError) as deep:
+        audit.AuditEvent.model_validate(event(0, metadata=_nested(500)))
+    assert deep.value.errors()[0]["loc"] == ("metadata",)
+    with pytest.raises(pydantic.ValidationError):  # arrays count as levels too
+        audit.AuditEvent.model_validate(event(0, metadata={"a": _nested_list(40)}))
+
+
+@pytest.mark.parametrize("bad", ["", "e" * 129, "a b", "line\nbreak", "-leading", "ü"])
+def test_event_ids_are_short_and_plain(bad: str) -> None:
+    with pytest.raises(pydantic.ValidationError) as refused:
+        audit.AuditEvent.model_validate(event(0, id=bad))
+    assert refused.value.errors()[0]["loc"] == ("id",)
+
+
+@pytest.mark.parametrize(
+    "good", ["01HZY3", "checkpoint-2", "urn:uuid:1b4e28ba-2fa1", "a/b+c=d@e.f"]
+)
+def test_usual_event_ids_pass(good: str) -> None:
+    assert audit.AuditEvent.model_validate(event(0, id=good)).id == good
+
+
+def test_event_and_checkpoint_message_ids_never_meet() -> None:
+    assert audit.event_msg_id("checkpoint-2") == "event:checkpoint-2"
+    assert audit.checkpoint_msg_id(2) == "checkpoint:2"
+    assert audit.event_msg_id("2") != audit.checkpoint_msg_id(2)
+
+
+def test_asserted_claims_stay_out_of_records_without_them() -> None:
+    plain = audit.AuditEvent.model_validate(event(0))
+    assert "asserted" not in plain.model_dump(mode="json")  # record hashes stay as they were
+    claimed = plain.model_copy(update={"asserted": audit.Asserted(actor=plain.actor)})
+    assert claimed.model_dump(mode="json")["asserted"]["actor"]["id"] == "user-0"

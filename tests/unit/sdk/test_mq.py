@@ -7,6 +7,7 @@ Time-dependent behaviour (nak delays, ack waits, the dedupe window) runs on a
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 
 import pytest
 
@@ -165,6 +166,14 @@ def test_decide_stream_updates_mutable_fields() -> None:
     assert (plan.action, plan.changes, plan.mismatches) == (
         mq.Action.UPDATE, ("subjects", "max_msgs"), (),
     )  # fmt: skip
+
+
+def test_decide_stream_adds_missing_labels_and_keeps_others() -> None:
+    labelled = dataclasses.replace(STREAM, metadata={"llm-infra.io/owner": "ns/a"})
+    assert mq.decide_stream(labelled, STREAM).changes == ("metadata",)
+    both = dataclasses.replace(STREAM, metadata={"llm-infra.io/owner": "ns/a", "team": "x"})
+    assert mq.decide_stream(labelled, both).action is mq.Action.NONE  # others are not ours
+    assert mq.decide_stream(STREAM, both).action is mq.Action.NONE
 
 
 def test_decide_stream_reports_immutable_mismatch_and_does_nothing() -> None:

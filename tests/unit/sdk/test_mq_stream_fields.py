@@ -33,13 +33,13 @@ def test_round_trip_through_the_wire(discard: Discard, compression: Compression)
     spec = mq.StreamSpec("S", ("s.>",), discard=discard, compression=compression)
     wire = on_the_wire(spec)
     assert (wire["discard"], wire["compression"]) == (discard, compression)
-    assert jetstream._stream_spec(api.StreamConfig.from_response(wire), "S") == spec
+    assert jetstream.stream_spec_of(api.StreamConfig.from_response(wire), "S") == spec
 
 
 def test_an_older_server_without_the_fields_reads_as_the_defaults() -> None:
     wire = on_the_wire(mq.StreamSpec("S", ("s.>",), discard="new", compression="s2"))
     del wire["discard"], wire["compression"]
-    observed = jetstream._stream_spec(api.StreamConfig.from_response(wire), "S")
+    observed = jetstream.stream_spec_of(api.StreamConfig.from_response(wire), "S")
     assert (observed.discard, observed.compression) == ("old", "none")
 
 
