@@ -16,6 +16,7 @@ from typing import Literal
 from pydantic import Field, SecretStr
 from pydantic_settings import SettingsConfigDict
 
+from llm_infra import config
 from llm_infra.config import InfraSettings
 from llm_infra.otel import OtelConfig
 
@@ -67,6 +68,21 @@ class OperatorSettings(InfraSettings):
     """Bearer token for the control plane's admin API."""
     nats_url: str = "nats://nats:4222"
     """NATS with JetStream: audit streams and config change events."""
+
+    http_layer_allow_local_addresses: bool = False
+    """Let ConfigSource http layers read loopback, link-local (cloud metadata 169.254.169.254,
+    fe80::/10), unspecified and multicast addresses; off, such addresses are refused (checked
+    on what the name resolves to and on the connection). Development and tests only."""
+    http_layer_max_bytes: int = Field(config.HTTP_LAYER_MAX_BYTES, ge=1)
+    """Largest document a ConfigSource http layer may serve, in bytes; a larger one fails the
+    layer, unread."""
+
+    def http_layer_policy(self) -> config.HttpLayerPolicy:
+        """What ConfigSource http layers may fetch, from the two settings above."""
+        return config.HttpLayerPolicy(
+            allow_local_addresses=self.http_layer_allow_local_addresses,
+            max_bytes=self.http_layer_max_bytes,
+        )
 
     resync_interval: float = Field(60.0, gt=0)
     """Seconds between drift checks of each resource (ConfigSources use their refresh.interval)."""

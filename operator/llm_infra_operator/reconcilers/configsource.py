@@ -347,7 +347,11 @@ class ConfigSourceReconciler(Reconciler[ConfigSource]):
                 client = self.ctx.shared[_HTTP_CLIENT] = httpx.AsyncClient()
         cache = self.ctx.shared.setdefault(_HTTP_CACHE, config.HttpLayerCache())
         return await config.resolve_config_source(
-            spec, reader, http_cache=cache, http_client=client
+            spec,
+            reader,
+            http_cache=cache,
+            http_client=client,
+            http_policy=self.ctx.settings.http_layer_policy(),
         )
 
     async def _write(

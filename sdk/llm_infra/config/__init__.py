@@ -26,10 +26,12 @@ ConfigSource's layers through an `ObjectReader` and decides what to publish::
 
 Modules: `_settings` (the base class, layers, error mapping), `_sources`,
 `_access` (dot keys), `_watch` (ConfigWatcher), `_layers` (reading ConfigSource
-layers), `_resolve` (merge, provenance, schema, split, render, change events).
+layers), `_fetch` (what an http layer may fetch: `HttpLayerPolicy`), `_resolve`
+(merge, provenance, schema, split, render, change events).
 """
 
 from llm_infra.config._access import get, get_or, require
+from llm_infra.config._fetch import HTTP_LAYER_MAX_BYTES, HttpLayerPolicy
 from llm_infra.config._layers import (
     VAULT_TIMEOUT,
     DictObjectReader,
@@ -80,6 +82,7 @@ __all__ = [
     "CONFIG_EVENT_SUBJECT",
     "DEFAULT_SERVICE_ACCOUNT_TOKEN",
     "HASH_ANNOTATION",
+    "HTTP_LAYER_MAX_BYTES",
     "PRECEDENCE",
     "PROVENANCE_LIMIT",
     "SECRET_ANNOTATION",
@@ -91,6 +94,7 @@ __all__ = [
     "FileSource",
     "HttpJsonSource",
     "HttpLayerCache",
+    "HttpLayerPolicy",
     "InfraSettings",
     "KubernetesAuth",
     "Layer",

@@ -35,6 +35,7 @@ from llm_infra.api.v1alpha1.configsource import (
     LayerStatus,
     VaultLayer,
 )
+from llm_infra.config._fetch import HttpLayerPolicy, fetch
 
 VAULT_TIMEOUT = 10.0
 """Seconds one OpenBao/Vault call may take (the layer has no timeout field)."""
@@ -156,28 +157,43 @@ async def read_layers(
     *,
     http_cache: HttpLayerCache | None = None,
     http_client: httpx.AsyncClient | None = None,
+    http_policy: HttpLayerPolicy | None = None,
 ) -> list[LayerOutcome]:
     """Read every layer of `spec`, in order; failures are recorded in the outcomes, not raised.
 
     Layers are read one after another: they are few, and a failing server then
     gets one request per refresh. `http_client` lets a caller share connections
     (and tests pass a transport); one is made per call when an http layer needs it.
+    `http_policy` says which addresses, redirects and sizes http layers may have;
+    None is `HttpLayerPolicy()`, which refuses local addresses (the services build
+    theirs from their settings).
     """
     if http_client is None and any(layer.http is not None for layer in spec.layers):
         async with httpx.AsyncClient() as client:
-            return await read_layers(spec, objects, http_cache=http_cache, http_client=client)
+            return await read_layers(
+                spec, objects, http_cache=http_cache, http_client=client, http_policy=http_policy
+            )
+    policy = http_policy or HttpLayerPolicy()
+    http = _Http(http_cache, http_client, policy) if http_client is not None else None
     return [
-        await _read_layer(index, layer, objects, http_cache, http_client)
-        for index, layer in enumerate(spec.layers)
+        await _read_layer(index, layer, objects, http) for index, layer in enumerate(spec.layers)
     ]
+
+
+@dataclasses.dataclass(frozen=True)
+class _Http:
+    """How this read fetches http layers: the shared cache, client and policy."""
+
+    cache: HttpLayerCache | None
+    client: httpx.AsyncClient
+    policy: HttpLayerPolicy
 
 
 async def _read_layer(
     index: int,
     layer: Layer,
     objects: ObjectReader,
-    http_cache: HttpLayerCache | None,
-    http_client: httpx.AsyncClient | None,
+    http: _Http | None,
 ) -> LayerOutcome:
     where = f"layers[{index}] ({layer.name})"
     source = _describe(layer)
@@ -194,8 +210,8 @@ async def _read_layer(
             data = _object_layer("Secret", ref_s.name, values, ref_s.key, ref_s.format)
         elif layer.vault is not None:
             data, source = await _read_vault(layer.vault, objects)
-        elif layer.http is not None and http_client is not None:
-            data, source = await _read_http(layer.http, objects, http_cache, http_client)
+        elif layer.http is not None and http is not None:
+            data, source = await _read_http(layer.http, objects, http)
         else:  # the model's rule forbids it; say so rather than fail obscurely
             raise errors.ConfigError("set one of inline, configMapRef, secretRef, vault or http")
     except _SourceMissingError as missing:
@@ -421,11 +437,9 @@ def _vault_call(
 
 
 async def _read_http(
-    layer: HttpLayer,
-    objects: ObjectReader,
-    cache: HttpLayerCache | None,
-    client: httpx.AsyncClient,
+    layer: HttpLayer, objects: ObjectReader, http: _Http
 ) -> tuple[Mapping[str, Any], str]:
+    cache = http.cache
     url = layer.url
     shown = f"http {errors.redact(url)}"
     headers: dict[str, str] = {}
@@ -438,12 +452,18 @@ async def _read_http(
             )
         headers.update(values)
     cached = cache.get(url) if cache is not None else None
+    secret_headers = layer.headers_secret_ref is not None
     if cached is not None:
         headers["If-None-Match"] = cached[0]
-    with errors.translate():
-        response = await client.get(
-            url, headers=headers, timeout=duration_seconds(layer.timeout), follow_redirects=True
-        )
+    response, body = await fetch(
+        http.client,
+        url,
+        headers,
+        secret_headers=secret_headers,
+        request_timeout=duration_seconds(layer.timeout),
+        policy=http.policy,
+        shown=shown,
+    )
     if response.status_code == 304 and cached is not None:
         return cached[1], f"{shown} (not modified, etag {_short(cached[0])})"
     if response.status_code in (404, 410):
@@ -454,7 +474,11 @@ async def _read_http(
         )
     with errors.translate():
         response.raise_for_status()
-    document = parse_document(response.text, layer.format, what=shown)
+    # A document of up to max_bytes may take a while to parse: not on the event loop.
+    encoding = response.encoding or "utf-8"
+    document = await asyncio.to_thread(
+        lambda: parse_document(body.decode(encoding, "replace"), layer.format, what=shown)
+    )
     etag = response.headers.get("ETag")
     if etag and cache is not None:
         cache.put(url, etag, document)

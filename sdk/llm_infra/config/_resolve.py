@@ -24,6 +24,7 @@ import yaml
 
 from llm_infra import errors, jsondoc, schema
 from llm_infra.api.v1alpha1.configsource import ConfigSourceSpec, Target
+from llm_infra.config._fetch import HttpLayerPolicy
 from llm_infra.config._layers import (
     HttpLayerCache,
     LayerOutcome,
@@ -89,9 +90,15 @@ async def resolve_config_source(
     *,
     http_cache: HttpLayerCache | None = None,
     http_client: httpx.AsyncClient | None = None,
+    http_policy: HttpLayerPolicy | None = None,
 ) -> Resolution:
-    """Read, merge, validate, split and render `spec`'s configuration."""
-    outcomes = await read_layers(spec, objects, http_cache=http_cache, http_client=http_client)
+    """Read, merge, validate, split and render `spec`'s configuration.
+
+    `http_policy`: what http layers may fetch (`read_layers`; None: the safe default).
+    """
+    outcomes = await read_layers(
+        spec, objects, http_cache=http_cache, http_client=http_client, http_policy=http_policy
+    )
     merged = merge_layers(outcomes)
     failed = [outcome.error for outcome in outcomes if outcome.error is not None]
     problems = [error.message for error in failed]

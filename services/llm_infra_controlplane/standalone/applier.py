@@ -85,12 +85,22 @@ def read_folder(directory: Path) -> Folder:
     for path in sorted(p for p in directory.iterdir() if p.suffix in YAML and p.is_file()):
         try:
             documents = [d for d in yaml.safe_load_all(path.read_text(encoding="utf-8")) if d]
-        except (OSError, yaml.YAMLError) as exc:
-            folder.problems.append(f"{path.name}: not readable as YAML: {exc}")
+        except OSError as exc:
+            folder.problems.append(f"{path.name}: not readable: {exc.strerror or exc}")
+            continue
+        except yaml.YAMLError as exc:
+            folder.problems.append(f"{path.name}: not readable as YAML: {_yaml_problem(exc)}")
             continue
         for index, document in enumerate(documents):
             _take(folder, document, f"{path.name}#{index + 1}")
     return folder
+
+
+def _yaml_problem(exc: yaml.YAMLError) -> str:
+    """Line, column and problem only: str(exc) quotes the offending lines, Secret values too."""
+    mark = getattr(exc, "problem_mark", None)
+    problem = str(getattr(exc, "problem", None) or type(exc).__name__)
+    return f"line {mark.line + 1}, column {mark.column + 1}: {problem}" if mark else problem
 
 
 def _take(folder: Folder, document: Any, source: str) -> None:
@@ -106,7 +116,14 @@ def _take(folder: Folder, document: Any, source: str) -> None:
         return
     if kind in ("ConfigMap", "Secret"):
         if kind == "Secret":
-            data = kube.decode_secret(document)
+            try:
+                data = kube.decode_secret(document)
+            except (ValueError, TypeError):  # binascii.Error is a ValueError; no value is shown
+                folder.problems.append(
+                    f"{source}: Secret {name}: a data value is not base64: encode it, or use"
+                    " stringData"
+                )
+                return
         else:
             data = {k: str(v) for k, v in (document.get("data") or {}).items()}
         target = folder.config_maps if kind == "ConfigMap" else folder.secrets
@@ -137,7 +154,10 @@ class Applier:
         data_dir: Path,
         *,
         report: Callable[[str], None] | None = None,
+        http_policy: config.HttpLayerPolicy | None = None,
     ) -> None:
+        # http_policy: what ConfigSource http layers may fetch. The default refuses local
+        # addresses: a layer could otherwise serve this machine's private endpoints as config.
         self.collections = collections
         self.configs = configs
         self.audit = audit
@@ -149,6 +169,7 @@ class Applier:
         self._applied: dict[Key, Declared] = {}
         self._folder = Folder()
         self._http_cache = config.HttpLayerCache()
+        self._http_policy = http_policy or config.HttpLayerPolicy()
         self._refresh_due: dict[tuple[str, str], float] = {}
         self.reconciler: reconcile.Reconciler[Declared] = reconcile.Reconciler(
             "standalone", backoff=BACKOFF, report=self._failed
@@ -216,7 +237,10 @@ class Applier:
 
     async def _resolve(self, ns: str, name: str, obj: ConfigSource) -> None:
         resolution = await config.resolve_config_source(
-            obj.spec, self._folder.objects(ns), http_cache=self._http_cache
+            obj.spec,
+            self._folder.objects(ns),
+            http_cache=self._http_cache,
+            http_policy=self._http_policy,
         )
         remote = any(layer.vault or layer.http for layer in obj.spec.layers)
         if remote:  # read again every refresh.interval (in-folder layers follow the watch)

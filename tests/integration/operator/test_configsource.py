@@ -28,6 +28,12 @@ VAULT_KEY = "api-key-from-openbao-91c2"
 HASH_ANNOTATION = "infra.llmdevops.io/content-hash"
 
 
+@pytest.fixture(scope="module")
+def operator_settings(operator_settings: dict[str, str]) -> dict[str, str]:
+    # The http layers read `served`, on 127.0.0.1: local addresses are refused unless allowed.
+    return operator_settings | {"LLM_INFRA_OPERATOR_HTTP_LAYER_ALLOW_LOCAL_ADDRESSES": "true"}
+
+
 def unique(prefix: str) -> str:
     return f"{prefix}-{uuid.uuid4().hex[:6]}"
 

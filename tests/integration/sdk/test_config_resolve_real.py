@@ -131,6 +131,9 @@ async def test_unreachable_openbao_is_a_retryable_failure(
 
 # -- HTTP layer against a real server ----------------------------------------------------------
 
+# `served` listens on 127.0.0.1, which http layers may read only when allowed.
+LOCAL = config.HttpLayerPolicy(allow_local_addresses=True)
+
 
 async def test_http_layer_etag_304_and_changes(served: DocumentServer) -> None:
     served.documents["/app.json"] = json.dumps({"model": "small", "n": 1}).encode()
@@ -142,8 +145,8 @@ async def test_http_layer_etag_304_and_changes(served: DocumentServer) -> None:
     layers = spec(layer)
     cache = config.HttpLayerCache()
 
-    [first] = await config.read_layers(layers, objects, http_cache=cache)
-    [second] = await config.read_layers(layers, objects, http_cache=cache)
+    [first] = await config.read_layers(layers, objects, http_cache=cache, http_policy=LOCAL)
+    [second] = await config.read_layers(layers, objects, http_cache=cache, http_policy=LOCAL)
     assert first.data == second.data == {"model": "small", "n": 1}
     assert "(etag " in first.source
     assert "(not modified, etag " in second.source
@@ -152,7 +155,7 @@ async def test_http_layer_etag_304_and_changes(served: DocumentServer) -> None:
     assert served.seen[1]["X-Api-Key"] == "k-123456789"
 
     served.documents["/app.json"] = json.dumps({"model": "large", "n": 2}).encode()
-    [third] = await config.read_layers(layers, objects, http_cache=cache)
+    [third] = await config.read_layers(layers, objects, http_cache=cache, http_policy=LOCAL)
     assert third.data == {"model": "large", "n": 2}
     assert "not modified" not in third.source
 
@@ -169,7 +172,7 @@ async def test_http_layer_missing_and_a_full_resolution(
         sensitiveKeys=["/password"],
         schema={"inline": {"type": "object", "required": ["password", "model"]}},
     )
-    resolution = await config.resolve_config_source(layers, objects)
+    resolution = await config.resolve_config_source(layers, objects, http_policy=LOCAL)
     assert resolution.valid, resolution.problems
     assert [layer.resolved for layer in resolution.layers] == [True, True, True, False]
     assert resolution.provenance == {
@@ -187,6 +190,6 @@ async def test_http_layer_missing_and_a_full_resolution(
     assert PASSWORD_V2 not in repr(resolution)
 
     required = spec({"name": "needed", "http": {"url": f"{served.url}/absent.json"}})
-    [missing] = (await config.resolve_config_source(required, objects)).layers
+    [missing] = (await config.resolve_config_source(required, objects, http_policy=LOCAL)).layers
     assert isinstance(missing.error, errors.NotFound)
     assert "layers[0] (needed): http " in str(missing.error)

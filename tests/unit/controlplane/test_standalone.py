@@ -63,3 +63,14 @@ def test_yaml_dates_in_a_layer_read_and_digest(tmp_path: Path) -> None:
     assert first.problems == []
     key = ("ConfigSource", "default", "app")
     assert first.resources[key].digest == again.resources[key].digest
+
+
+def test_a_secret_value_that_is_not_base64_is_a_problem_not_a_crash(tmp_path: Path) -> None:
+    (tmp_path / "s.yaml").write_text(
+        "apiVersion: v1\nkind: Secret\nmetadata: {name: db}\ndata: {password: s3cr3tX}\n"
+    )
+    folder = standalone.read_folder(tmp_path)
+    assert folder.problems == [
+        "s.yaml#1: Secret db: a data value is not base64: encode it, or use stringData"
+    ]
+    assert folder.secrets == {}

@@ -12,6 +12,7 @@ from llm_infra import config, errors, kube
 from llm_infra.api.v1alpha1.configsource import ConfigSourceSpec, ConfigSourceStatus
 from llm_infra_operator.objects import KubeObjectReader
 from llm_infra_operator.reconcilers import configsource as cs
+from llm_infra_operator.settings import OperatorSettings
 
 SECRET = "s3cret-Passw0rd-value"
 UID = "0b7c5e58-4a55-4c3a-9b1f-1c2d3e4f5a6b"
@@ -305,3 +306,12 @@ async def test_a_kubernetes_auth_layer_without_an_account_fails_as_a_layer() -> 
     assert "layers[0] (vault)" in message
     assert "serviceAccountName" in message
     assert not resolution.retryable
+
+
+def test_the_http_layer_settings_make_the_fetch_policy(monkeypatch: pytest.MonkeyPatch) -> None:
+    assert OperatorSettings().http_layer_policy() == config.HttpLayerPolicy()
+    monkeypatch.setenv("LLM_INFRA_OPERATOR_HTTP_LAYER_ALLOW_LOCAL_ADDRESSES", "true")
+    monkeypatch.setenv("LLM_INFRA_OPERATOR_HTTP_LAYER_MAX_BYTES", "1024")
+    assert OperatorSettings().http_layer_policy() == config.HttpLayerPolicy(
+        allow_local_addresses=True, max_bytes=1024
+    )

@@ -340,6 +340,19 @@ def serving(handler: Callable[[httpx.Request], httpx.Response]) -> httpx.AsyncCl
     return httpx.AsyncClient(transport=httpx.MockTransport(handler))
 
 
+# MockTransport has no connection whose address the policy could check: these tests say so.
+# (The address, redirect and size rules: tests/security/test_config_fetch.py, on real servers.)
+UNCHECKED = config.HttpLayerPolicy(allow_local_addresses=True)
+
+
+async def test_a_transport_that_hides_its_peer_is_refused_by_default() -> None:
+    layers = spec(http_layer("http://config.test/app"))
+    async with serving(lambda _: httpx.Response(200, json={"model": "small"})) as client:
+        [outcome] = await config.read_layers(layers, config.DictObjectReader(), http_client=client)
+    assert isinstance(outcome.error, errors.ConfigError)
+    assert "http_layer_allow_local_addresses" in str(outcome.error)
+
+
 async def test_http_cache_sends_if_none_match_and_reuses_data_on_304() -> None:
     seen: list[httpx.Request] = []
 
@@ -353,8 +366,12 @@ async def test_http_cache_sends_if_none_match_and_reuses_data_on_304() -> None:
     layers = spec(http_layer("http://config.test/app", http={"headersSecretRef": {"name": "hdrs"}}))
     cache = config.HttpLayerCache()
     async with serving(handler) as client:
-        [first] = await config.read_layers(layers, objects, http_cache=cache, http_client=client)
-        [second] = await config.read_layers(layers, objects, http_cache=cache, http_client=client)
+        [first] = await config.read_layers(
+            layers, objects, http_cache=cache, http_client=client, http_policy=UNCHECKED
+        )
+        [second] = await config.read_layers(
+            layers, objects, http_cache=cache, http_client=client, http_policy=UNCHECKED
+        )
     assert first.data == second.data == {"model": "small"}
     assert first.source == 'http http://config.test/app (etag "v1")'
     assert second.source == 'http http://config.test/app (not modified, etag "v1")'
@@ -389,8 +406,12 @@ async def test_http_errors_missing_optional_and_secret_headers_never_shown() -> 
         http_layer("http://c.test/bad", http=headers) | {"name": "bad"},
     )
     async with serving(handler) as client:
-        outcomes = await config.read_layers(layers, objects, http_client=client)
-        resolution = await config.resolve_config_source(layers, objects, http_client=client)
+        outcomes = await config.read_layers(
+            layers, objects, http_client=client, http_policy=UNCHECKED
+        )
+        resolution = await config.resolve_config_source(
+            layers, objects, http_client=client, http_policy=UNCHECKED
+        )
     skipped, required, down, bad = outcomes
     assert (skipped.resolved, skipped.error) == (False, None)
     assert isinstance(required.error, errors.NotFound)
