@@ -54,6 +54,11 @@ class Context:
                     self._nats = await asyncio.wait_for(
                         nats.connect(
                             self.settings.nats_url,
+                            token=(
+                                self.settings.nats_token.get_secret_value()
+                                if self.settings.nats_token
+                                else None
+                            ),
                             allow_reconnect=True,
                             max_reconnect_attempts=-1,
                             connect_timeout=2,

@@ -68,6 +68,8 @@ class OperatorSettings(InfraSettings):
     """Bearer token for the control plane's admin API."""
     nats_url: str = "nats://nats:4222"
     """NATS with JetStream: audit streams and config change events."""
+    nats_token: SecretStr | None = None
+    """The token NATS requires (from a Secret); unset: NATS without authentication."""
 
     http_layer_allow_local_addresses: bool = False
     """Let ConfigSource http layers read loopback, link-local (cloud metadata 169.254.169.254,

@@ -21,7 +21,7 @@ from fastapi_offline import FastAPIOffline
 from opentelemetry.instrumentation.fastapi import FastAPIInstrumentor
 
 import llm_infra
-from llm_infra import kube, otel
+from llm_infra import config, kube, otel
 from llm_infra_controlplane import health
 from llm_infra_controlplane.access.service import Security
 from llm_infra_controlplane.audit import routes as audit_routes
@@ -53,6 +53,10 @@ async def _standalone(app: FastAPI, settings: Settings, stack: AsyncExitStack) -
         app.state.audit,
         settings.data_dir,
         report=lambda line: print(f"llm-infra up: {line}", flush=True),
+        http_policy=config.HttpLayerPolicy(
+            allow_local_addresses=settings.http_layer_allow_local_addresses,
+            max_bytes=settings.http_layer_max_bytes,
+        ),
     )
     app.state.routes = applier.routes  # the compiled route tables, for the gateway
     stack.push_async_callback(applier.aclose)
@@ -125,6 +129,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
                 settings.nats_url,
                 token=settings.nats_token,
                 owns_streams=not settings.kube_feeds,
+                replay_window=settings.audit_replay_window,
             )
             stack.push_async_callback(app.state.audit.close)
             stack.callback(app.state.configs.close)  # ends open watch streams

@@ -180,6 +180,22 @@ class Settings(config.InfraSettings):
         description="the token NATS requires (LLM_INFRA_NATS_TOKEN, from a Secret);"
         " `llm-infra up` makes one for its nats-server child in <data_dir>/nats-token",
     )
+    audit_replay_window: float = Field(
+        30 * 24 * 3600,
+        gt=0,
+        description="seconds an appended audit event id is remembered: a replay within it"
+        " answers the stored record, or 409 with another body",
+    )
+    http_layer_allow_local_addresses: bool = Field(
+        False,
+        description="let ConfigSource http layers read loopback, link-local (cloud metadata"
+        " 169.254.169.254, fe80::/10), unspecified and multicast addresses; development only",
+    )
+    http_layer_max_bytes: int = Field(
+        config.HTTP_LAYER_MAX_BYTES,
+        ge=1,
+        description="the largest document a ConfigSource http layer may serve, in bytes",
+    )
     limits: ServerLimits = Field(
         default_factory=ServerLimits,
         description="bounds on what one client may make the server hold"
