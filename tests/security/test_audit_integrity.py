@@ -75,7 +75,9 @@ async def _served(tmp_path: Path, nats_url: str) -> AsyncIterator[Served]:
         api_keys=tuple(records),
         access_rules=(
             policy.AccessRule(
-                subjects=("alice", "mallory"), kinds=("auditsinks",), actions=("write",)
+                subjects=("apikey:alice", "apikey:mallory"),
+                kinds=("auditsinks",),
+                actions=("write",),
             ),
         ),
     )
@@ -206,7 +208,7 @@ async def test_7_the_record_names_the_caller_not_the_actor_it_claims(
         assert answer.status_code == 200, answer.text
         assert answer.json()["dropped"] == []  # the exemption is the claimed actor's, not mallory's
         (record,) = (await cp.get("team-a", "forged7", "events")).json()["records"]
-        assert record["actor"]["id"] == "mallory"
+        assert record["actor"]["id"] == "apikey:mallory"
         assert record["actor"]["ip"] == CLIENT[0]
         assert dt.datetime.fromisoformat(record["time"]) >= before - dt.timedelta(seconds=1)
         assert record["asserted"]["actor"]["id"] == "exempt"

@@ -47,9 +47,11 @@ async def tenants(tmp_path: Path, nats_url: str) -> AsyncIterator[Tenants]:
         auth_mode="api-key",
         api_keys=tuple(records),
         access_rules=(
-            policy.AccessRule(subjects=("alice",), namespaces=("team-a",), actions=("admin",)),
-            policy.AccessRule(subjects=("bob",), namespaces=("team-b",), actions=("admin",)),
-            policy.AccessRule(subjects=("ops",), kinds=("collections",), actions=("admin",)),
+            policy.AccessRule(
+                subjects=("apikey:alice",), namespaces=("team-a",), actions=("admin",)
+            ),
+            policy.AccessRule(subjects=("apikey:bob",), namespaces=("team-b",), actions=("admin",)),
+            policy.AccessRule(subjects=("apikey:ops",), kinds=("collections",), actions=("admin",)),
         ),
     )
     app = create_app(settings)

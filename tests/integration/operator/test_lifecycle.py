@@ -91,7 +91,7 @@ async def _streams(url: str, namespace: str) -> list[tuple[str, list[str]]]:
         found = []
         for info in await js.streams_info():
             name = info.config.name or ""
-            if namespace.upper().replace("-", "_") in name:
+            if f"AUDIT_{namespace}_" in name:  # the default names (audit.default_stream_name)
                 consumers = await js.consumers_info(name)
                 found.append((name, sorted(c.name or "" for c in consumers)))
         return sorted(found)
