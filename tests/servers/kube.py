@@ -32,6 +32,7 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 
+from tests import support
 from tests.servers import binaries
 from tests.servers._process import ManagedServer, ServerProcess, free_port
 
@@ -313,7 +314,20 @@ class KubeServer(ManagedServer):
     def install_crds(self, path: Path, *names: str) -> None:
         """Apply the CRDs at `path` and wait until the API server serves `names` (crd/<name>)."""
         self.kubectl("apply", "--server-side", "-f", str(path))
-        self.kubectl("wait", "--for=condition=Established", "--timeout=60s", *names)
+        # Polled, not `kubectl wait`: right after the apply a CRD may have no status.conditions
+        # yet, and kubectl's wait then fails ("accessor error: <nil>") instead of waiting.
+        support.wait_for(f"{', '.join(names)} Established", lambda: self._established(names))
+
+    def _established(self, names: Sequence[str]) -> bool:
+        listed = json.loads(self.kubectl("get", *names, "-o", "json").stdout)
+        items = listed.get("items", [listed])
+        return len(items) == len(names) and all(
+            any(
+                condition.get("type") == "Established" and condition.get("status") == "True"
+                for condition in (item.get("status") or {}).get("conditions") or []
+            )
+            for item in items
+        )
 
     def log_tail(self) -> str:
         return f"{self._etcd.log_tail(30)}\n{self._apiserver.log_tail()}"
