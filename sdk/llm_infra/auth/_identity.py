@@ -77,7 +77,7 @@ class Credentials:
                 raise errors.InvalidCredentials(f"empty {API_KEY_HEADER} header")
             return cls.api_key(api_key.strip())
         raise errors.MissingCredentials(
-            f"no credentials: send 'Authorization: Bearer <token>' or '{API_KEY_HEADER}'"
+            f"no credentials given: send 'Authorization: Bearer <token>' or '{API_KEY_HEADER}'"
         )
 
 

@@ -107,7 +107,7 @@ class ServiceAccountAuthenticator:
         if not status.get("authenticated"):
             # status.error is the API server's reason; redaction in errors scrubs any token shape.
             reason = status.get("error") or "not authenticated"
-            raise errors.InvalidToken(f"the Kubernetes API server refused the token: {reason}")
+            raise errors.InvalidToken(f"the Kubernetes API server refused the token ({reason})")
         return identity_from_user_info(
             status.get("user") or {}, audiences=status.get("audiences") or ()
         )

@@ -166,7 +166,7 @@ def _locate(
     if DEFAULT_KUBECONFIG.expanduser().is_file():
         return (DEFAULT_KUBECONFIG.expanduser(),)
     raise errors.ConfigError(
-        "no Kubernetes credentials: run in a pod with a service account, set KUBECONFIG, or"
+        "no Kubernetes credentials found: run in a pod with a service account, set KUBECONFIG, or"
         " set the kubeconfig setting",
         key="kubeconfig",
     )

@@ -6,6 +6,7 @@ import inspect
 import json
 import typing
 from collections.abc import Callable, Iterator
+from pathlib import Path
 
 import httpx
 import httpx2
@@ -230,3 +231,44 @@ def test_from_problem_redacts_what_a_server_sent() -> None:
 def test_the_redacted_url_keeps_host_and_path() -> None:
     error = errors.HttpError("denied", url=SECRET_URL)
     assert error.url == "https://***@vault.internal:8200/v1/secret?token=***&version=2"
+
+
+# -- help texts survive ------------------------------------------------------------------------
+
+
+def _missing_credentials() -> errors.InfraError:
+    from llm_infra.auth._identity import Credentials
+
+    with pytest.raises(errors.MissingCredentials) as caught:
+        Credentials.from_headers({})
+    return caught.value
+
+
+def _no_kubeconfig(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> errors.InfraError:
+    from llm_infra.kube import _credentials
+
+    monkeypatch.setattr(_credentials, "DEFAULT_KUBECONFIG", tmp_path / "absent")
+    with pytest.raises(errors.ConfigError) as caught:
+        _credentials._locate(None, {}, tmp_path / "no-service-account")
+    return caught.value
+
+
+@pytest.mark.parametrize(
+    ("make", "advice"),
+    [
+        (lambda tmp, mp: _missing_credentials(), "send 'Authorization: Bearer <token>' or"),
+        (_no_kubeconfig, "run in a pod with a service account, set KUBECONFIG"),
+    ],
+    ids=["missing-credentials", "no-kubeconfig"],
+)
+def test_a_help_text_naming_credentials_reaches_the_reader_unmasked(
+    make: Callable[..., errors.InfraError],
+    advice: str,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    # "credentials: <word>" is a key/value shape to the redactor: the word after the colon
+    # (the advice) was masked, and a 401 told its reader "no credentials: *** ...".
+    message = str(make(tmp_path, monkeypatch))
+    assert advice in message
+    assert "***" not in message
