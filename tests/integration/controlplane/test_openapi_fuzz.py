@@ -20,9 +20,6 @@ last the module, and could not be seeded from here.
 from __future__ import annotations
 
 import contextlib
-import socket
-import threading
-import time
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 from typing import Any
@@ -39,13 +36,13 @@ from llm_infra.api.v1alpha1.auditsink import AuditSinkSpec
 from llm_infra.api.v1alpha1.vectorcollection import VectorCollectionSpec
 from llm_infra_controlplane.main import create_app
 from llm_infra_controlplane.settings import Settings
+from tests.servers.asgi import serve_in_thread
 
 NAMESPACE = "default"
 SEEDED = {"collections": "docs", "configs": "app", "auditsinks": "trail"}
 MIN_CASES = 500
 FUZZ_EXAMPLES = 30
 """Random cases per operation (fuzzing phase); the coverage phase adds its boundary cases."""
-STARTUP_DEADLINE = 30.0
 # The coverage phase runs for every operation but these: their filter bodies make over
 # 1,200 boundary cases each, and each valid audit batch makes every later verify walk a
 # longer chain (about 1 s per verify after a few thousand events).
@@ -68,17 +65,17 @@ CHECKS = [
 ]
 
 
-async def _seed(app: FastAPI, tmp: Path) -> None:
+async def _seed(app: FastAPI, tmp: Path, namespace: str = NAMESPACE) -> None:
     """One real object of each kind, created as the standalone applier creates them."""
     spec = VectorCollectionSpec.model_validate({"vectors": {"size": 4, "distance": "Cosine"}})
-    await app.state.collections.ensure(NAMESPACE, SEEDED["collections"], "default-docs", spec)
+    await app.state.collections.ensure(namespace, SEEDED["collections"], "docs", spec)
     document = {"model": "gpt-4o-mini", "temperature": 0.2, "features": {"rerank": True}}
-    app.state.configs.publish(NAMESPACE, SEEDED["configs"], document, config.content_hash(document))
+    app.state.configs.publish(namespace, SEEDED["configs"], document, config.content_hash(document))
     sink = AuditSinkSpec.model_validate(
         {"stream": {"storage": "memory"}, "sinks": [{"name": "file", "file": {"path": "/a.jsonl"}}]}
     )
     await app.state.audit.ensure_sink(
-        NAMESPACE, SEEDED["auditsinks"], sink, file_root=tmp / "audit-sinks"
+        namespace, SEEDED["auditsinks"], sink, file_root=tmp / "audit-sinks"
     )
 
 
@@ -104,22 +101,8 @@ def _seeded_app(tmp: Path, nats_url: str) -> FastAPI:
 def base_url(tmp_path_factory: pytest.TempPathFactory, nats_url: str) -> Iterator[str]:
     """The seeded app under uvicorn on a free loopback port, for the whole module."""
     app = _seeded_app(tmp_path_factory.mktemp("cp-fuzz"), nats_url)
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
-        sock.bind(("127.0.0.1", 0))
-        port = sock.getsockname()[1]
-        server = uvicorn.Server(uvicorn.Config(app, lifespan="on", ws="none", log_level="warning"))
-        thread = threading.Thread(target=server.run, kwargs={"sockets": [sock]}, daemon=True)
-        thread.start()
-        deadline = time.monotonic() + STARTUP_DEADLINE
-        while not server.started:
-            assert thread.is_alive(), "the control plane stopped while starting"
-            assert time.monotonic() < deadline, f"not started within {STARTUP_DEADLINE}s"
-            time.sleep(0.01)
-        yield f"http://127.0.0.1:{port}"
-        # A clean stop runs the lifespan's shutdown: audit writers stopped, shards flushed.
-        server.should_exit = True
-        thread.join(timeout=STARTUP_DEADLINE)
-        assert not thread.is_alive(), "the control plane did not stop"
+    with serve_in_thread(uvicorn.Config(app, lifespan="on", ws="none", log_level="warning")) as url:
+        yield url
 
 
 # The document comes from an app that is never started: routes and models make it, no

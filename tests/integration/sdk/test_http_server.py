@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import asyncio
 import socket
-import threading
 import time
 from collections import Counter
 from collections.abc import AsyncIterator, Iterator
@@ -22,6 +21,7 @@ from starlette.responses import JSONResponse, PlainTextResponse, Response, Strea
 from starlette.routing import Route
 
 from llm_infra import errors, http
+from tests.servers.asgi import serve_in_thread
 
 _hits: Counter[str] = Counter()
 
@@ -75,24 +75,11 @@ _app = Starlette(
 @pytest.fixture(scope="module")
 def server_url() -> Iterator[str]:
     """The base URL of the app, served by uvicorn in a thread until the module's tests end."""
-    sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
-    sock.bind(("127.0.0.1", 0))
-    port = sock.getsockname()[1]
     config = uvicorn.Config(
         _app, lifespan="off", ws="none", log_level="warning", timeout_graceful_shutdown=1
     )
-    server = uvicorn.Server(config)
-    thread = threading.Thread(target=server.run, kwargs={"sockets": [sock]}, daemon=True)
-    thread.start()
-    deadline = time.monotonic() + 10
-    while not server.started:
-        assert thread.is_alive(), "uvicorn stopped while starting"
-        assert time.monotonic() < deadline, "uvicorn did not start within 10 s"
-        time.sleep(0.01)
-    yield f"http://127.0.0.1:{port}"
-    server.should_exit = True
-    thread.join(timeout=10)
-    sock.close()
+    with serve_in_thread(config) as url:
+        yield url
 
 
 class FakeClock:

@@ -6,8 +6,7 @@ uvicorn in a background thread on a free port until the test ends.
 
 from __future__ import annotations
 
-import socket
-import threading
+import contextlib
 import time
 from collections.abc import Callable, Iterator
 
@@ -15,6 +14,7 @@ import pytest
 import uvicorn
 
 from llm_infra import http, jsondoc, sim
+from tests.servers.asgi import serve_in_thread
 
 Serve = Callable[[sim.FakeOpenAI], str]
 CHAT = {"model": "fake-gpt", "messages": [{"role": "user", "content": "stream me a reply"}]}
@@ -23,31 +23,15 @@ CHAT = {"model": "fake-gpt", "messages": [{"role": "user", "content": "stream me
 @pytest.fixture
 def serve() -> Iterator[Serve]:
     """Start a FakeOpenAI under uvicorn; hands back its base URL. Stops every server at the end."""
-    running: list[tuple[uvicorn.Server, threading.Thread, socket.socket]] = []
+    with contextlib.ExitStack() as running:
 
-    def start(app: sim.FakeOpenAI) -> str:
-        sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
-        sock.bind(("127.0.0.1", 0))
-        port = sock.getsockname()[1]
-        config = uvicorn.Config(
-            app, lifespan="on", ws="none", log_level="warning", timeout_graceful_shutdown=1
-        )
-        server = uvicorn.Server(config)
-        thread = threading.Thread(target=server.run, kwargs={"sockets": [sock]}, daemon=True)
-        thread.start()
-        running.append((server, thread, sock))
-        deadline = time.monotonic() + 10
-        while not server.started:
-            assert thread.is_alive(), "uvicorn stopped while starting"
-            assert time.monotonic() < deadline, "uvicorn did not start within 10 s"
-            time.sleep(0.01)
-        return f"http://127.0.0.1:{port}"
+        def start(app: sim.FakeOpenAI) -> str:
+            config = uvicorn.Config(
+                app, lifespan="on", ws="none", log_level="warning", timeout_graceful_shutdown=1
+            )
+            return running.enter_context(serve_in_thread(config))
 
-    yield start
-    for server, thread, sock in running:
-        server.should_exit = True
-        thread.join(timeout=10)
-        sock.close()
+        yield start
 
 
 async def test_stream_honours_time_to_first_token(serve: Serve) -> None:
