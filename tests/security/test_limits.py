@@ -114,9 +114,11 @@ def test_huge_headers_do_not_stall_other_tenants(up_server: UpServer) -> None:
 # -- 5: body size, and authentication before the body ----------------------------------------
 
 
-def _head_only(up_server: UpServer, headers: dict[str, str], length: int) -> bytes:
+def _head_only(
+    up_server: UpServer, headers: dict[str, str], length: int, path: str = POINTS
+) -> bytes:
     """A POST that declares `length` bytes of body and sends none: what comes back?"""
-    lines = [f"POST {POINTS} HTTP/1.1", "Host: x", "Content-Type: application/json"]
+    lines = [f"POST {path} HTTP/1.1", "Host: x", "Content-Type: application/json"]
     lines += [f"{name}: {value}" for name, value in headers.items()]
     lines.append(f"Content-Length: {length}")
     with _connect(up_server) as sock:
@@ -128,6 +130,17 @@ def _head_only(up_server: UpServer, headers: dict[str, str], length: int) -> byt
 def test_a_body_without_credentials_gets_401_before_it_is_sent(up_server: UpServer) -> None:
     answer = _head_only(up_server, {}, 200 * 1024 * 1024)
     assert _status(answer) == 401
+
+
+def test_a_body_to_a_namespace_without_rights_gets_403_before_it_is_sent(
+    up_server: UpServer,
+) -> None:
+    # admin-b has no rights on team-a: refused from the headers, within the size limit too,
+    # not after the server has waited for (and decoded) the body.
+    answer = _head_only(up_server, up_server.headers("admin-b"), 1024)
+    assert _status(answer) == 403
+    events = "/v1/namespaces/team-a/auditsinks/trail/events"
+    assert _status(_head_only(up_server, up_server.headers("reader-a"), 1024, events)) == 403
 
 
 def test_a_body_over_the_limit_gets_413_before_it_is_sent(up_server: UpServer) -> None:

@@ -29,11 +29,17 @@ from llm_infra.client import (
     AuditVerification,
 )
 from llm_infra_controlplane.audit.service import AuditService
-from llm_infra_controlplane.web import deps, problems
+from llm_infra_controlplane.web import deps, links, problems
+from llm_infra_controlplane.web.auth import CheckedRoute, require
 from llm_infra_controlplane.web.params import Name, Namespace
 
-# Authentication plugs in here, as a router dependency, with the rest of the /v1 API.
-router = APIRouter(prefix="/v1/namespaces/{namespace}/auditsinks/{name}", tags=["audit"])
+# Callers are checked from the headers, before the body is read (web.auth.CheckedRoute).
+router = APIRouter(
+    prefix="/v1/namespaces/{namespace}/auditsinks/{name}",
+    tags=["audit"],
+    route_class=CheckedRoute,
+    dependencies=[require("auditsinks")],
+)
 AuditDep = Annotated[AuditService, deps.state("audit")]
 
 
@@ -44,7 +50,10 @@ AuditDep = Annotated[AuditService, deps.state("audit")]
     summary="Append a batch of audit events (acknowledged once stored in JetStream)",
     # Beyond the router's statuses: an event id appended before with another body, or an
     # AuditSink whose stream belongs to another AuditSink.
-    responses=problems.responses(409),
+    responses={
+        200: links.response(links.to("query_events", "verify_audit", "audit_status")),
+        **problems.responses(409),
+    },
 )
 async def append_events(
     namespace: Namespace,
@@ -117,7 +126,7 @@ async def query_events(
     # A stream another AuditSink owns; a stream that is gone answers 404.
     responses=problems.responses(409),
 )
-async def verify(namespace: Namespace, name: Name, service: AuditDep) -> AuditVerification:
+async def verify_audit(namespace: Namespace, name: Name, service: AuditDep) -> AuditVerification:
     return await service.verify(namespace, name)
 
 
@@ -127,5 +136,5 @@ async def verify(namespace: Namespace, name: Name, service: AuditDep) -> AuditVe
     response_model_by_alias=True,
     summary="The stream's counters and each sink's lag, deliveries and last error",
 )
-async def status(namespace: Namespace, name: Name, service: AuditDep) -> AuditStatus:
+async def audit_status(namespace: Namespace, name: Name, service: AuditDep) -> AuditStatus:
     return await service.status(namespace, name)

@@ -21,7 +21,8 @@ from llm_infra import errors
 from llm_infra.client import CONFIG_EVENT, ConfigList, ConfigSummary, ConfigVersion
 from llm_infra_controlplane.access.service import Security
 from llm_infra_controlplane.configs.store import ConfigStore
-from llm_infra_controlplane.web import deps
+from llm_infra_controlplane.web import deps, links
+from llm_infra_controlplane.web.auth import CheckedRoute, require
 from llm_infra_controlplane.web.params import Name, Namespace
 
 HEARTBEAT_INTERVAL = 15.0
@@ -30,8 +31,13 @@ KEEPALIVE_COMMENT = "keepalive"
 SEP = "\n"
 """Line ends of the stream: LF, which every SSE reader takes (sse-starlette's default is CRLF)."""
 
-# Authentication plugs in here, as a router dependency, with the rest of the /v1 API.
-router = APIRouter(prefix="/v1/namespaces/{namespace}/configs", tags=["configs"])
+# Callers are checked from the headers, before the body is read (web.auth.CheckedRoute).
+router = APIRouter(
+    prefix="/v1/namespaces/{namespace}/configs",
+    tags=["configs"],
+    route_class=CheckedRoute,
+    dependencies=[require("configs")],
+)
 ConfigsDep = Annotated[ConfigStore, deps.state("configs")]
 SecurityDep = Annotated[Security, deps.state("security")]
 
@@ -50,6 +56,11 @@ def heartbeat_interval() -> float:
     response_model=ConfigList,
     response_model_by_alias=True,
     summary="The configs served in the namespace, with their current versions",
+    responses={
+        200: links.response(
+            links.to("get_config", "watch_config", name="$response.body#/items/0/name")
+        )
+    },
 )
 async def list_configs(namespace: Namespace, store: ConfigsDep) -> ConfigList:
     served = (store.get(ns, name) for ns, name in store.names() if ns == namespace)
@@ -64,6 +75,7 @@ async def list_configs(namespace: Namespace, store: ConfigsDep) -> ConfigList:
     response_model_by_alias=True,
     summary="The config's current version (ETag; If-None-Match answers 304)",
     responses={
+        200: links.response(links.to("watch_config")),
         304: {"description": "The client's version (If-None-Match) is current"},
         404: _NOT_FOUND,
     },

@@ -17,10 +17,17 @@ from fastapi import APIRouter, Query
 
 from llm_infra.client import CollectionInfo, CollectionName, DropResult, EnsureCollectionRequest
 from llm_infra_controlplane.vectors.routes import CollectionsDep
+from llm_infra_controlplane.web import links
+from llm_infra_controlplane.web.auth import CheckedRoute, require
 from llm_infra_controlplane.web.params import Name, Namespace
 
-# Authentication plugs in here, as a router dependency, with the rest of the /v1 API.
-router = APIRouter(prefix="/v1/namespaces/{namespace}/collections", tags=["collections"])
+# Callers are checked from the headers, before the body is read (web.auth.CheckedRoute).
+router = APIRouter(
+    prefix="/v1/namespaces/{namespace}/collections",
+    tags=["collections"],
+    route_class=CheckedRoute,
+    dependencies=[require("collections", writes="admin")],
+)
 
 NameQuery = Annotated[
     CollectionName | None,
@@ -37,6 +44,21 @@ NameQuery = Annotated[
     response_model=CollectionInfo,
     response_model_by_alias=True,
     summary="Create or update the collection as the spec says",
+    responses={
+        200: links.response(
+            links.to(
+                "collection_info", "drop_collection", collectionName="$request.body#/collectionName"
+            ),
+            links.to(
+                "upsert_points",
+                "search_points",
+                "search_points_batch",
+                "count_points",
+                "collection_stats",
+                "delete_points",
+            ),
+        )
+    },
 )
 async def ensure_collection(
     namespace: Namespace, name: Name, body: EnsureCollectionRequest, registry: CollectionsDep
@@ -49,6 +71,11 @@ async def ensure_collection(
     response_model=CollectionInfo,
     response_model_by_alias=True,
     summary="The collection and its stats",
+    responses={
+        200: links.response(
+            links.to("drop_collection", collectionName="$response.body#/collectionName")
+        )
+    },
 )
 async def collection_info(
     namespace: Namespace, name: Name, registry: CollectionsDep, collection_name: NameQuery = None
@@ -61,6 +88,8 @@ async def collection_info(
     response_model=DropResult,
     response_model_by_alias=True,
     summary="Delete the collection and its points (idempotent)",
+    # Read back, the collection and everything in it answers 404.
+    responses={200: links.response(links.to("collection_info", "collection_stats"))},
 )
 async def drop_collection(
     namespace: Namespace, name: Name, registry: CollectionsDep, collection_name: NameQuery = None

@@ -29,7 +29,6 @@ from typing import Annotated, Any
 import orjson
 from fastapi import APIRouter, Path, Query, Request, Response
 from fastapi.responses import JSONResponse
-from fastapi.routing import APIRoute
 
 from llm_infra import errors, vector
 from llm_infra.client import (
@@ -50,7 +49,8 @@ from llm_infra.client import (
 from llm_infra.vector import MetadataFilter, VectorStore
 from llm_infra_controlplane.access.policy import READ_ONLY_ROUTE
 from llm_infra_controlplane.vectors.registry import CollectionRegistry
-from llm_infra_controlplane.web import deps, problems
+from llm_infra_controlplane.web import deps, links, problems
+from llm_infra_controlplane.web.auth import CheckedRoute, require
 from llm_infra_controlplane.web.params import Name, Namespace
 
 _logger = logging.getLogger(__name__)
@@ -69,7 +69,7 @@ class _OrjsonRequest(Request):
         return self._json
 
 
-class _VectorRoute(APIRoute):
+class _VectorRoute(CheckedRoute):
     """Parses bodies with orjson; answers DimensionMismatch as 400 with `expected` and `got`."""
 
     def get_route_handler(self) -> Callable[[Request], Coroutine[Any, Any, Response]]:
@@ -84,11 +84,12 @@ class _VectorRoute(APIRoute):
         return handle
 
 
-# Authentication plugs in here, as a router dependency, with the rest of the /v1 API.
+# Callers are checked from the headers, before the body is read (web.auth.CheckedRoute).
 router = APIRouter(
     prefix="/v1/namespaces/{namespace}/collections/{name}",
     tags=["vectors"],
     route_class=_VectorRoute,
+    dependencies=[require("collections")],
 )
 CollectionsDep = Annotated[CollectionRegistry, deps.state("collections")]
 
@@ -107,6 +108,14 @@ WithVector = Annotated[bool, Query(alias="withVector", description="include the 
     "/points",
     response_model=UpsertResult,
     summary="Upsert a batch of points; refused points are reported by id",
+    responses={
+        200: links.response(
+            links.to("get_point", "delete_point", id="$request.body#/points/0/id"),
+            links.to("search_points", "count_points", "collection_stats"),
+        ),
+        # No such collection: this is how one is made.
+        404: links.response(links.to("ensure_collection")),
+    },
 )
 async def upsert_points(
     namespace: Namespace, name: Name, body: UpsertRequest, registry: CollectionsDep
@@ -130,8 +139,9 @@ async def upsert_points(
     response_model=SearchResult,
     summary="The k nearest points to a vector, best first",
     openapi_extra=READ_ONLY_ROUTE,  # a POST that only reads
+    responses={200: links.response(links.to("get_point", id="$response.body#/hits/0/id"))},
 )
-async def search(
+async def search_points(
     namespace: Namespace, name: Name, body: SearchRequest, registry: CollectionsDep
 ) -> Response:
     store = await registry.store_of(namespace, name)
@@ -155,7 +165,7 @@ async def search(
     summary="Many searches in one request, answered in order",
     openapi_extra=READ_ONLY_ROUTE,  # a POST that only reads
 )
-async def search_batch(
+async def search_points_batch(
     namespace: Namespace, name: Name, body: SearchBatchRequest, registry: CollectionsDep
 ) -> Response:
     store = await registry.store_of(namespace, name)
@@ -185,7 +195,10 @@ async def search_batch(
     "/points/{id}",
     response_model=PointRecord,
     summary="One stored point",
-    responses={404: {"description": "no such point, or no such collection"}},
+    responses={
+        200: links.response(links.to("delete_point", id="$request.path.id")),
+        404: {"description": "no such point, or no such collection"},
+    },
 )
 async def get_point(
     namespace: Namespace,
@@ -210,6 +223,8 @@ async def get_point(
     "/points/{id}",
     response_model=DeletePointsResult,
     summary="Delete one point (idempotent)",
+    # Read back, the point answers 404.
+    responses={200: links.response(links.to("get_point", id="$request.path.id"))},
 )
 async def delete_point(
     namespace: Namespace, name: Name, point_id: PointIdPath, registry: CollectionsDep

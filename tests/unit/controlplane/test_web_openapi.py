@@ -225,3 +225,71 @@ async def test_the_docs_pages_load_their_assets_from_the_control_plane(
     served = await client.get(local)
     assert served.status_code == 200
     assert len(served.content) > 100_000  # the whole bundle, not a stub
+
+
+def _operations(document: dict[str, Any]) -> dict[str, dict[str, Any]]:
+    return {
+        operation["operationId"]: operation
+        for item in document["paths"].values()
+        for operation in item.values()
+    }
+
+
+def _declares(document: dict[str, Any], schema: dict[str, Any], pointer: str) -> bool:
+    """Whether `schema` (refs resolved) declares the member a JSON pointer names."""
+    tokens = [token for token in pointer.split("/") if token]
+    if "$ref" in schema:
+        schema = document["components"]["schemas"][schema["$ref"].removeprefix(SCHEMAS)]
+    if not tokens:
+        return True
+    if "anyOf" in schema:
+        return any(_declares(document, branch, pointer) for branch in schema["anyOf"])
+    head, rest = tokens[0], "/".join(tokens[1:])
+    if head.isdigit():
+        return "items" in schema and _declares(document, schema["items"], rest)
+    member = schema.get("properties", {}).get(head)
+    return member is not None and _declares(document, member, rest)
+
+
+def _link_source(operation: dict[str, Any], status: str, expression: str) -> tuple[str, Any]:
+    """Where a link's runtime expression reads: ("path", names) or ("schema", pointer, schema)."""
+    where, _, pointer = expression.partition("#")
+    if where.startswith(("$request.path.", "$request.query.")):
+        return "parameter", where.rsplit(".", 1)[1]
+    if where == "$request.body":
+        content = operation["requestBody"]["content"]["application/json"]
+        return "body", (content["schema"], pointer)
+    assert where == "$response.body", expression
+    content = operation["responses"][status]["content"]["application/json"]
+    return "body", (content["schema"], pointer)
+
+
+def test_every_link_reaches_a_declared_operation_with_declared_values(
+    document: dict[str, Any],
+) -> None:
+    # Stateful tests and generated clients follow these: a link to a renamed operation, a
+    # parameter the target lacks, or a pointer into a field that is not there breaks them.
+    operations = _operations(document)
+    seen = 0
+    for source in operations.values():
+        for status, declared in source["responses"].items():
+            for name, link in declared.get("links", {}).items():
+                seen += 1
+                target = operations[link["operationId"]]
+                accepted = {parameter["name"] for parameter in target.get("parameters", [])}
+                for parameter, expression in link["parameters"].items():
+                    assert parameter in accepted, (source["operationId"], name, parameter)
+                    kind, value = _link_source(source, status, expression)
+                    if kind == "parameter":
+                        given = {p["name"] for p in source.get("parameters", [])}
+                        assert value in given, (source["operationId"], name, expression)
+                    else:
+                        schema, pointer = value
+                        assert _declares(document, schema, pointer), (name, expression)
+    assert seen >= 20, seen
+
+
+def test_operation_ids_are_the_route_functions_names(document: dict[str, Any]) -> None:
+    operations = _operations(document)
+    assert {"ensure_collection", "upsert_points", "get_point", "append_events"} <= set(operations)
+    assert len(operations) == sum(len(item) for item in document["paths"].values())
