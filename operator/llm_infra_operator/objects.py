@@ -9,22 +9,23 @@ from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 
-from llm_infra import config, errors, kube
+from llm_infra import errors, kube
+
+DEFAULT_SERVICE_ACCOUNT = "default"
+"""The account a vault layer logs in as when its serviceAccountName is unset."""
 
 
 class KubeObjectReader:
     """ConfigMaps, Secrets and service-account tokens of `namespace`, read through `kube`.
 
-    `service_account_default` is the account whose token a vault layer presents
-    when its `auth.kubernetes.serviceAccountName` is unset.
+    Tokens are always of an account of `namespace` (TokenRequest): a vault layer's
+    address is the ConfigSource's to choose, so the operator's own token, which the
+    API server honours with the operator's rights in every namespace, is never one.
     """
 
-    def __init__(
-        self, client: kube.Kube, namespace: str, service_account_default: str | None = None
-    ) -> None:
+    def __init__(self, client: kube.Kube, namespace: str) -> None:
         self.kube = client
         self.namespace = namespace
-        self.service_account_default = service_account_default
 
     def __repr__(self) -> str:
         return f"KubeObjectReader(namespace={self.namespace!r})"
@@ -37,20 +38,16 @@ class KubeObjectReader:
         return await self.kube.secret_data(self.namespace, name)
 
     async def service_account_token(self, name: str | None, audiences: Sequence[str]) -> str:
-        account = name or self.service_account_default
-        if account is None:
-            # The operator's own identity: its pod's projected token (audience: the API server).
-            own = config.DEFAULT_SERVICE_ACCOUNT_TOKEN
-            if not audiences and own.is_file():
-                return own.read_text(encoding="utf-8").strip()
+        account = name or DEFAULT_SERVICE_ACCOUNT
+        try:
+            return await self.kube.token_request(self.namespace, account, audiences)
+        except errors.NotFound:
             raise errors.ConfigError(
-                "vault.auth.kubernetes.serviceAccountName is unset and the operator has no"
-                " service-account token of its own to present (or audiences were asked for):"
-                f" set serviceAccountName to a service account in namespace {self.namespace}"
-                " that the OpenBao/Vault role accepts",
+                f"service account {self.namespace}/{account} (vault.auth.kubernetes"
+                f".serviceAccountName{', unset' if name is None else ''}) does not exist:"
+                " create it, or name one the OpenBao/Vault role accepts",
                 key="serviceAccountName",
-            )
-        return await self.kube.token_request(self.namespace, account, audiences)
+            ) from None
 
 
 __all__ = ["KubeObjectReader"]

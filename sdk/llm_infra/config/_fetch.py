@@ -12,6 +12,9 @@ an `HttpLayerPolicy` the caller builds from its settings:
   so a name that resolves differently the second time (DNS rebinding) gets no further;
 - the body is streamed and given up past `max_bytes`.
 
+The address rule applies to vault layers too (`check_address`, before any credential is sent),
+so a ConfigSource cannot point the operator's OpenBao login at this host's own endpoints.
+
 Errors name the URL (redacted), the rule and the setting, never a header value.
 """
 
@@ -32,6 +35,8 @@ HTTP_LAYER_MAX_BYTES = 4 * 1024 * 1024
 ALLOW_SETTING = "http_layer_allow_local_addresses"
 MAX_BYTES_SETTING = "http_layer_max_bytes"
 
+VAULT_LOOKUP_TIMEOUT = 5.0
+"""Seconds a vault layer's host lookup may take before the layer fails."""
 IPAddress = ipaddress.IPv4Address | ipaddress.IPv6Address
 # Linux connects 0.0.0.0/8 to this host; AWS serves its instance metadata on IPv6 here too.
 _THIS_NETWORK = ipaddress.ip_network("0.0.0.0/8")
@@ -167,6 +172,16 @@ async def _check_host(
         _refuse_local(address, lead, shown)
 
 
+async def check_address(url: str, policy: HttpLayerPolicy, shown: str) -> None:
+    """Refuse `url` if its host is (or resolves to) a local address `policy` does not allow.
+
+    For layers read by another client (hvac for vault layers), which cannot check the
+    connected peer: a name that resolves differently between this check and the
+    connection is not caught there (http layers check the peer as well).
+    """
+    await _check_host(httpx.URL(url), policy, VAULT_LOOKUP_TIMEOUT, shown)
+
+
 def _check_peer(response: httpx.Response, policy: HttpLayerPolicy, shown: str) -> None:
     """The address actually connected to: the name may have resolved anew since `_check_host`."""
     if policy.allow_local_addresses:
@@ -198,7 +213,7 @@ def _refuse_local(address: str, lead: str, shown: str) -> None:
     kind = local_kind(parsed)
     if kind is not None:
         raise errors.ConfigError(
-            f"{shown}: {lead} a {kind} address: refused, as an http layer must not"
+            f"{shown}: {lead} a {kind} address: refused, as a config layer must not"
             f" read this host's or the node's private endpoints; set {ALLOW_SETTING} to"
             " allow it (development only)"
         )

@@ -35,7 +35,7 @@ from llm_infra.api.v1alpha1.configsource import (
     LayerStatus,
     VaultLayer,
 )
-from llm_infra.config._fetch import HttpLayerPolicy, fetch
+from llm_infra.config._fetch import HttpLayerPolicy, check_address, fetch
 
 VAULT_TIMEOUT = 10.0
 """Seconds one OpenBao/Vault call may take (the layer has no timeout field)."""
@@ -176,7 +176,8 @@ async def read_layers(
     policy = http_policy or HttpLayerPolicy()
     http = _Http(http_cache, http_client, policy) if http_client is not None else None
     return [
-        await _read_layer(index, layer, objects, http) for index, layer in enumerate(spec.layers)
+        await _read_layer(index, layer, objects, http, policy)
+        for index, layer in enumerate(spec.layers)
     ]
 
 
@@ -194,6 +195,7 @@ async def _read_layer(
     layer: Layer,
     objects: ObjectReader,
     http: _Http | None,
+    policy: HttpLayerPolicy,
 ) -> LayerOutcome:
     where = f"layers[{index}] ({layer.name})"
     source = _describe(layer)
@@ -209,7 +211,7 @@ async def _read_layer(
             values = await objects.secret(ref_s.name)
             data = _object_layer("Secret", ref_s.name, values, ref_s.key, ref_s.format)
         elif layer.vault is not None:
-            data, source = await _read_vault(layer.vault, objects)
+            data, source = await _read_vault(layer.vault, objects, policy)
         elif layer.http is not None and http is not None:
             data, source = await _read_http(layer.http, objects, http)
         else:  # the model's rule forbids it; say so rather than fail obscurely
@@ -343,8 +345,12 @@ def _parse_env(text: str, what: str) -> Mapping[str, Any]:
 # -- OpenBao / Vault ---------------------------------------------------------------------------
 
 
-async def _read_vault(layer: VaultLayer, objects: ObjectReader) -> tuple[Mapping[str, Any], str]:
+async def _read_vault(
+    layer: VaultLayer, objects: ObjectReader, policy: HttpLayerPolicy
+) -> tuple[Mapping[str, Any], str]:
     """The KV v2 secret's data (or its one `key`) and the source "vault mount/path@vN"."""
+    # Before any credential is fetched or sent: the address is the ConfigSource's to choose.
+    await check_address(str(layer.address), policy, f"vault {errors.redact(str(layer.address))}")
     token: str | None = None
     jwt: str | None = None
     if layer.auth.token_secret_ref is not None:

@@ -52,6 +52,10 @@ def vault_layer(address: str, path: str, name: str = "vault", **options: Any) ->
     }
 
 
+# OpenBao and `served` listen on 127.0.0.1, which layers may read only when allowed.
+LOCAL = config.HttpLayerPolicy(allow_local_addresses=True)
+
+
 def spec(*layers: dict[str, Any], **extra: Any) -> ConfigSourceSpec:
     return ConfigSourceSpec.model_validate({"layers": list(layers), **extra})
 
@@ -66,6 +70,7 @@ async def test_token_from_a_secret_latest_pinned_version_and_one_key(
             vault_layer(bao.url, secret_path, "key", key="password"),
         ),
         objects,
+        http_policy=LOCAL,
     )
     assert latest.data == {"password": PASSWORD_V2, "pool": 2}
     assert latest.source == f"vault secret/{secret_path}@v2"
@@ -90,6 +95,7 @@ async def test_missing_paths_versions_and_keys_optional_and_required(
             vault_layer(bao.url, "apps/absent", "required"),
         ),
         objects,
+        http_policy=LOCAL,
     )
     *skipped, required = outcomes
     for outcome in skipped:
@@ -105,7 +111,9 @@ async def test_a_refused_token_fails_and_stays_unnamed(
     bao: OpenBao, secret_path: str, objects: config.DictObjectReader
 ) -> None:
     [outcome] = await config.read_layers(
-        spec(vault_layer(bao.url, secret_path, token_secret="bad", optional=True)), objects
+        spec(vault_layer(bao.url, secret_path, token_secret="bad", optional=True)),
+        objects,
+        http_policy=LOCAL,
     )
     assert isinstance(outcome.error, errors.InsufficientPermissions)  # optional covers "missing"
     assert "layers[0] (vault): openbao" in str(outcome.error)
@@ -119,7 +127,7 @@ async def test_unreachable_openbao_is_a_retryable_failure(
 ) -> None:
     address = f"http://127.0.0.1:{free_port()}"
     layers = spec({"name": "base", "inline": {"a": 1}}, vault_layer(address, "apps/x"))
-    resolution = await config.resolve_config_source(layers, objects)
+    resolution = await config.resolve_config_source(layers, objects, http_policy=LOCAL)
     failed = resolution.layers[1].error
     assert isinstance(failed, errors.HttpConnectError)
     assert failed.is_retryable()
@@ -130,9 +138,6 @@ async def test_unreachable_openbao_is_a_retryable_failure(
 
 
 # -- HTTP layer against a real server ----------------------------------------------------------
-
-# `served` listens on 127.0.0.1, which http layers may read only when allowed.
-LOCAL = config.HttpLayerPolicy(allow_local_addresses=True)
 
 
 async def test_http_layer_etag_304_and_changes(served: DocumentServer) -> None:

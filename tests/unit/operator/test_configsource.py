@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import base64
 from collections.abc import Sequence
+from pathlib import Path
 from typing import Any, cast
 
 import pytest
@@ -269,43 +270,67 @@ async def test_other_validation_failures_are_not_called_schema_violations() -> N
 class Tokens:
     """Stands in for Kube's TokenRequest call: records what was asked."""
 
-    def __init__(self) -> None:
+    def __init__(self, *missing: str) -> None:
         self.asked: list[tuple[str, str, Sequence[str]]] = []
+        self.missing = set(missing)
 
     async def token_request(self, namespace: str, name: str, audiences: Sequence[str] = ()) -> str:
         self.asked.append((namespace, name, audiences))
+        if name in self.missing:
+            raise errors.NotFound(f"serviceaccounts {name} not found", service="kubernetes")
         return "token"
 
 
-async def test_reader_asks_for_the_named_or_default_service_account() -> None:
-    tokens = Tokens()
-    reader = KubeObjectReader(
-        cast(kube.Kube, tokens), "shop", service_account_default="config-reader"
-    )
-    assert await reader.service_account_token("app", ["vault"]) == "token"
-    assert await reader.service_account_token(None, []) == "token"
-    assert tokens.asked == [("shop", "app", ["vault"]), ("shop", "config-reader", [])]
-
-
-async def test_reader_without_a_name_or_default_says_to_set_service_account_name() -> None:
+async def test_reader_asks_for_the_named_or_the_namespace_default_service_account(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # The operator's own token (valid at the API server with the operator's rights in every
+    # namespace) must never go to a server a ConfigSource names: unset means the namespace's
+    # own "default" account.
+    own = tmp_path / "token"
+    own.write_text("the-operators-own-token")
+    monkeypatch.setattr(config, "DEFAULT_SERVICE_ACCOUNT_TOKEN", own)
     tokens = Tokens()
     reader = KubeObjectReader(cast(kube.Kube, tokens), "shop")
-    with pytest.raises(errors.ConfigError, match="set serviceAccountName") as raised:
+    assert await reader.service_account_token("app", ["vault"]) == "token"
+    assert await reader.service_account_token(None, []) == "token"
+    assert tokens.asked == [("shop", "app", ["vault"]), ("shop", "default", [])]
+
+
+async def test_a_missing_service_account_says_to_create_it() -> None:
+    reader = KubeObjectReader(cast(kube.Kube, Tokens("default")), "shop")
+    with pytest.raises(errors.ConfigError, match=r"shop/default .* does not exist") as raised:
         await reader.service_account_token(None, [])
     assert raised.value.key == "serviceAccountName"
-    assert tokens.asked == []
 
 
-async def test_a_kubernetes_auth_layer_without_an_account_fails_as_a_layer() -> None:
+async def test_a_kubernetes_auth_layer_without_its_account_fails_as_a_layer() -> None:
     vault = {"address": "http://bao:8200", "path": "apps/x", "auth": {"kubernetes": {"role": "r"}}}
     source = spec({"name": "vault", "vault": vault})
-    reader = KubeObjectReader(cast(kube.Kube, Tokens()), "shop")
+    reader = KubeObjectReader(cast(kube.Kube, Tokens("default")), "shop")
     resolution = await config.resolve_config_source(source, reader)
     culprit, reason, message = cs.decide_invalid(resolution)
     assert (culprit, reason) == ("LayersResolved", "LayerFailed")
     assert "layers[0] (vault)" in message
     assert "serviceAccountName" in message
     assert not resolution.retryable
+
+
+@pytest.mark.parametrize(
+    "address", ["http://127.0.0.1:8200", "http://169.254.169.254", "http://localhost:8200"]
+)
+async def test_a_vault_layer_on_a_local_address_is_refused_before_any_credential(
+    address: str,
+) -> None:
+    tokens = Tokens()
+    vault = {"address": address, "path": "apps/x", "auth": {"kubernetes": {"role": "r"}}}
+    resolution = await config.resolve_config_source(
+        spec({"name": "vault", "vault": vault}), KubeObjectReader(cast(kube.Kube, tokens), "shop")
+    )
+    _, reason, message = cs.decide_invalid(resolution)
+    assert reason == "LayerFailed"
+    assert "http_layer_allow_local_addresses" in message
+    assert tokens.asked == []  # no token was even asked for
 
 
 def test_the_http_layer_settings_make_the_fetch_policy(monkeypatch: pytest.MonkeyPatch) -> None:

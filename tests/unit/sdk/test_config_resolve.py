@@ -180,7 +180,7 @@ async def test_optional_missing_layers_are_skipped_required_ones_fail() -> None:
 
 
 async def test_vault_credentials_missing_fail_before_any_request() -> None:
-    vault = {"address": "http://127.0.0.1:1", "path": "apps/x"}
+    vault = {"address": "http://192.0.2.1:1", "path": "apps/x"}  # TEST-NET-1: never reached
     layers = spec(
         {
             "name": "tok",

@@ -87,7 +87,8 @@ class VaultKubernetesAuth(ApiModel):
     mount_path: str = Field("kubernetes", min_length=1, max_length=256, pattern=r"^[^/\s]\S*$")
     """Mount path of the Kubernetes auth method, without auth/ (e.g. kubernetes)."""
     service_account_name: Name | None = None
-    """Service account whose token is presented; the operator's own when unset."""
+    """Service account of the ConfigSource's namespace whose token is presented; `default` when
+    unset (the operator never presents its own token to a server a ConfigSource names)."""
     audiences: Annotated[
         list[Annotated[str, Field(min_length=1, max_length=256)]],
         Field(max_length=8),
