@@ -10,7 +10,7 @@ from __future__ import annotations
 import uuid
 from collections.abc import AsyncIterator, Generator, Iterator
 from pathlib import Path
-from typing import Protocol, runtime_checkable
+from typing import Any, Protocol, runtime_checkable
 
 import httpx
 import pytest
@@ -142,3 +142,19 @@ async def cp(app: FastAPI) -> AsyncIterator[ControlPlaneClient]:
     transport = httpx.ASGITransport(app=app)
     async with ControlPlaneClient("http://cp", transport=transport) as client:
         yield client
+
+
+@pytest.fixture
+def key_checks(monkeypatch: pytest.MonkeyPatch) -> list[str]:
+    """Grows by one entry (its hash algorithm) per secret check API key verification pays."""
+    from llm_infra import auth
+
+    checks: list[str] = []
+    real = auth.ApiKeyAuthenticator._verify
+
+    def counted(self: auth.ApiKeyAuthenticator, *args: Any) -> bool:
+        checks.append(str(args[0]))
+        return real(self, *args)
+
+    monkeypatch.setattr(auth.ApiKeyAuthenticator, "_verify", counted)
+    return checks

@@ -207,15 +207,8 @@ class _Publisher:
         msg_id: str | None = None,
     ) -> mq.PublishAck:
         queue = await self._service._queue()
-        try:
+        with _unavailable_on_timeout(subject, errors.MqOperation.PUBLISH):
             ack = await queue.publish(subject, data, headers=headers, msg_id=msg_id)
-        except errors.MessageQueueTimeout as exc:
-            # Maybe stored, maybe not: a retry with the same ids is safe, so "unavailable" it is.
-            raise errors.MessageQueueError(
-                f"JetStream did not acknowledge in time: {exc.message}; retry with the same ids",
-                destination=subject,
-                operation=errors.MqOperation.PUBLISH,
-            ) from None
         if ack.duplicate and subject.endswith(".records"):
             raise _Duplicate(msg_id)
         return ack
@@ -892,15 +885,20 @@ async def _scan(
 
 
 @contextlib.contextmanager
-def _unavailable_on_timeout(destination: str) -> Iterator[None]:
-    """A JetStream call that timed out may have happened or not: 503, retry with the same ids."""
+def _unavailable_on_timeout(
+    destination: str, operation: errors.MqOperation = errors.MqOperation.REQUEST
+) -> Iterator[None]:
+    """A JetStream call that timed out may have happened or not: 503, retry with the same ids.
+
+    (Appends are safe to repeat: their ids make JetStream drop a second copy.)
+    """
     try:
         yield
     except errors.MessageQueueTimeout as exc:
         raise errors.MessageQueueError(
             f"JetStream did not answer in time: {exc.message}; retry with the same ids",
             destination=destination,
-            operation=errors.MqOperation.REQUEST,
+            operation=operation,
         ) from None
 
 

@@ -264,7 +264,7 @@ class Applier:
         if isinstance(obj, VectorCollection):
             collection = obj.spec.engine_collection(ns, name)
             if obj.spec.deletion_policy == "Delete":
-                await self.collections.drop(collection)
+                await self.collections.drop_of(ns, name)
                 self._report(f"vc {ns}/{name}: removed, collection dropped (deletionPolicy Delete)")
             else:
                 self._report(f"vc {ns}/{name}: removed, collection {collection} kept (Retain)")

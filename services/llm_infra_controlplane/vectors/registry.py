@@ -235,33 +235,6 @@ class CollectionRegistry:
             _logger.info("collection %s of namespace %s dropped", local[1], namespace)
         return dropped
 
-    async def drop(self, engine_collection: str) -> bool:
-        """Drop the embedded collection that `engine_collection` names (the folder applier).
-
-        The name is what `VectorCollectionSpec.engine_collection` gave the
-        VectorCollection that was ensured with it; without a namespace it is
-        found through the bindings, and a name bound in several namespaces is
-        refused (CollectionOwned) rather than guessed. False if none is bound.
-        Prefer `drop_of`, which names the VectorCollection.
-        """
-        matches = [
-            tuple(key.split("/", 1))
-            for key, local in self._bindings.items()
-            if engine_collection in (local, _default_of(key, local))
-        ]
-        if not matches:
-            return False
-        if len(matches) > 1:
-            owners = ", ".join(sorted("/".join(match) for match in matches))
-            raise errors.CollectionOwned(
-                f"collection {engine_collection!r} is bound in several namespaces ({owners}):"
-                " drop it through its VectorCollection (DELETE"
-                " /v1/namespaces/{namespace}/collections/{name})",
-                collection=engine_collection,
-            )
-        namespace, name = matches[0]
-        return await self.drop_of(namespace, name, self._bindings[_key(namespace, name)])
-
     async def serve_qdrant(
         self, namespace: str, name: str, spec: VectorCollectionSpec, api_key: str | None
     ) -> None:
@@ -432,12 +405,6 @@ class CollectionRegistry:
 
 def _key(namespace: str, name: str) -> str:
     return f"{namespace}/{name}"  # a namespace never holds "/" (a DNS label)
-
-
-def _default_of(key: str, local: str) -> str:
-    """The engine name a binding answers to: its spec's default when it is the default."""
-    namespace, name = key.split("/", 1)
-    return default_collection_name(namespace, name) if local == name else local
 
 
 # -- the bindings file, and the move from the flat layout ---------------------------------------

@@ -91,8 +91,7 @@ async def test_the_spec_default_means_the_vectorcollection_name(tmp_path: Path) 
         info = await registry.ensure("n" * 63, name, SPEC.engine_collection("n" * 63, name), SPEC)
         assert info.collection_name == name
         assert (tmp_path / ("n" * 63) / name).is_dir()
-        # The folder applier drops by the engine name alone.
-        assert await registry.drop(SPEC.engine_collection("n" * 63, name))
+        assert await registry.drop_of("n" * 63, name)
         assert not (tmp_path / ("n" * 63) / name).exists()
     finally:
         await registry.close()

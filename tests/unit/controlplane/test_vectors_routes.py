@@ -220,7 +220,7 @@ async def test_the_collection_of_a_vectorcollection_is_remembered_across_restart
     assert reopened.collection_name("team-b", "docs") == "docs"
     assert (await reopened.store_of("team-a", "docs")).name == "shared-docs"
 
-    assert await reopened.drop("shared-docs")
+    assert await reopened.drop_of("team-a", "docs")
     assert reopened.collection_name("team-a", "docs") == "docs"
     assert CollectionRegistry(tmp_path).collection_name("team-a", "docs") == "docs"
     await reopened.close()
