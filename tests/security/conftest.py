@@ -11,6 +11,7 @@ small so that the attacks below stay short loops.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import re
 from collections.abc import Iterator
@@ -78,12 +79,20 @@ def provision() -> tuple[dict[str, str], list[dict[str, object]]]:
     return asyncio.run(issue())
 
 
-@pytest.fixture(scope="module")
-def up_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[UpServer]:
-    workdir = tmp_path_factory.mktemp("cp-security")
+@contextlib.contextmanager
+def serving(
+    workdir: Path, limits: dict[str, int | float], open_files: int | None = None
+) -> Iterator[UpServer]:
+    """`llm-infra up` with the tenants of RULES, `limits`, and optionally an open-files limit."""
     keys, records = provision()
     settings = workdir / "settings.json"
-    settings.write_text(json.dumps({"api_keys": records, "access_rules": RULES, "limits": LIMITS}))
-    process = ControlPlaneProcess(workdir, env={"LLM_INFRA_SETTINGS_FILE": str(settings)})
-    with process:
+    settings.write_text(json.dumps({"api_keys": records, "access_rules": RULES, "limits": limits}))
+    env = {"LLM_INFRA_SETTINGS_FILE": str(settings)}
+    with ControlPlaneProcess(workdir, env=env, open_files=open_files) as process:
         yield UpServer(process, keys)
+
+
+@pytest.fixture(scope="module")
+def up_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[UpServer]:
+    with serving(tmp_path_factory.mktemp("cp-security"), LIMITS) as server:
+        yield server

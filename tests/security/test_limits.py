@@ -20,8 +20,9 @@ from collections.abc import Callable, Iterator
 from typing import Any
 
 import httpx
+import pytest
 
-from tests.security.conftest import LIMITS, UpServer
+from tests.security.conftest import LIMITS, UpServer, serving
 
 RATIO = 5.0
 RSS_BOUND = 512 * 1024 * 1024
@@ -214,6 +215,29 @@ def test_slow_clients_beyond_the_connection_limit_lock_nobody_out(up_server: UpS
     finally:
         for sock in slow:
             sock.close()
+    assert loaded <= RATIO * unloaded, (unloaded, loaded)
+
+
+OPEN_FILES = 256
+"""The open-files limit of the host where finding 13 locked everyone out with 300 clients."""
+
+
+def test_slow_clients_past_the_open_files_limit_lock_nobody_out(
+    tmp_path_factory: pytest.TempPathFactory,
+) -> None:
+    # The finding as it was: 300 half-sent requests against a server that may hold 256 files
+    # and no max_connections of ours (the default is far above). The connection table is
+    # capped below the open-files limit, so new clients still get in; without it the server
+    # could accept no one (EMFILE) while the slow ones held every descriptor.
+    limits = {name: value for name, value in LIMITS.items() if name != "max_connections"}
+    with serving(tmp_path_factory.mktemp("cp-few-files"), limits, OPEN_FILES) as server:
+        unloaded = _p99(server)
+        slow = [_half_sent(server) for _ in range(OPEN_FILES + 44)]
+        try:
+            loaded = _p99(server)
+        finally:
+            for sock in slow:
+                sock.close()
     assert loaded <= RATIO * unloaded, (unloaded, loaded)
 
 

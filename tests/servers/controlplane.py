@@ -28,6 +28,10 @@ from tests.servers._process import ManagedServer, ServerProcess, free_port
 from tests.servers.kube import KubeServer
 
 REPO = Path(__file__).resolve().parents[2]
+_WITH_OPEN_FILES = (
+    "import os, resource, sys; n = int(sys.argv[1]);"
+    " resource.setrlimit(resource.RLIMIT_NOFILE, (n, n)); os.execv(sys.argv[2], sys.argv[2:])"
+)
 RBAC = REPO / "charts" / "llm-infra" / "files" / "controlplane-rbac.yaml"
 CONTROLPLANE_USER = "llm-infra-controlplane"
 GRANT_DEADLINE = 15.0
@@ -92,6 +96,7 @@ class ControlPlaneProcess(ManagedServer):
         resources: Path | None = None,
         nats_url: str | None = None,
         env: Mapping[str, str] | None = None,
+        open_files: int | None = None,
     ) -> None:
         self.workdir = workdir
         self.data = data or workdir / "data"
@@ -99,6 +104,8 @@ class ControlPlaneProcess(ManagedServer):
         self.nats_url = nats_url
         self.env = dict(env or {})
         """Extra environment: LLM_INFRA_KUBE_FEEDS and friends for the in-cluster role."""
+        self.open_files = open_files
+        """A hard open-files limit for the process (RLIMIT_NOFILE), as a small host sets it."""
         self.token: str | None = None
         """The admin API key `llm-infra up` printed on its first start."""
         self.port = free_port()
@@ -109,6 +116,10 @@ class ControlPlaneProcess(ManagedServer):
     def _new_process(self) -> ServerProcess:
         command = Path(sys.executable).parent / "llm-infra"
         argv: list[str | Path] = [command, "up", "--port", str(self.port), "--data", self.data]
+        if self.open_files is not None:
+            # Set in the child before it runs `llm-infra`, soft and hard alike, so the server
+            # cannot lift it.
+            argv = [sys.executable, "-c", _WITH_OPEN_FILES, str(self.open_files), *argv]
         argv += ["--resources", self.resources] if self.resources else ["--no-resources"]
         if self.nats_url:
             argv += ["--nats-url", self.nats_url]
