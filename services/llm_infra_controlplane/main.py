@@ -81,6 +81,7 @@ async def _feeds(app: FastAPI, settings: Settings, stack: AsyncExitStack) -> Non
         configs=app.state.configs,
         audit=app.state.audit,
         collections=app.state.collections,
+        sink_root=settings.data_dir / "audit-sinks",
         namespace=settings.watch_namespace,
     )
     app.state.feeds = feeds

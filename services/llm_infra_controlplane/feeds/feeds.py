@@ -32,6 +32,7 @@ import asyncio
 import contextlib
 import logging
 from collections.abc import Mapping
+from pathlib import Path
 from typing import Any
 
 import pydantic
@@ -74,10 +75,13 @@ class Feeds:
         configs: ConfigStore,
         audit: AuditService,
         collections: CollectionRegistry,
+        sink_root: Path,
         namespace: str | None = None,
         backoff: reconcile.Backoff = BACKOFF,
     ) -> None:
         self.client = client
+        self.sink_root = sink_root
+        """File sinks (and file:// object stores) of namespace N write below sink_root/N."""
         self.configs = configs
         self.audit = audit
         self.collections = collections
@@ -244,7 +248,10 @@ class Feeds:
         digest = jsondoc.canonical_sha256([spec.model_dump(mode="json"), secrets])
         if self._sinks.get((namespace, name)) == digest:
             return
-        await self.audit.ensure_sink(namespace, name, spec, secrets=secrets)
+        # Tenants share this process: each namespace's files stay in a folder of its own.
+        await self.audit.ensure_sink(
+            namespace, name, spec, secrets=secrets, file_root=self.sink_root / namespace
+        )
         self._sinks[(namespace, name)] = digest
         _log.info("asink %s/%s: serving, %d sinks", namespace, name, len(spec.sinks))
 

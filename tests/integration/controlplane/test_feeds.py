@@ -278,7 +278,8 @@ async def test_an_auditsink_is_served_on_the_operators_stream_until_it_is_delete
         "metadata": {"name": "audit-signing"},
         "stringData": {"key.pem": key.decode()},
     }
-    trail = tmp_path / "trail" / "audit.jsonl"
+    # A tenant's file sink writes below the data folder, in its namespace's own folder.
+    trail = tmp_path / "data" / "audit-sinks" / namespace / "trail" / "audit.jsonl"
     sink = {
         "apiVersion": "infra.llmdevops.io/v1alpha1",
         "kind": "AuditSink",
@@ -286,7 +287,7 @@ async def test_an_auditsink_is_served_on_the_operators_stream_until_it_is_delete
         "spec": {
             "stream": {"storage": "memory", "replicas": 1},
             "deletionPolicy": "Delete",
-            "sinks": [{"name": "file", "file": {"path": str(trail)}}],
+            "sinks": [{"name": "file", "file": {"path": "/trail/audit.jsonl"}}],
             "tamperEvidence": {
                 "checkpointEvery": 2,
                 "signingKeySecretRef": {"name": "audit-signing", "key": "key.pem"},

@@ -178,6 +178,7 @@ async def test_every_informer_of_the_feeds_is_granted_list_and_watch(tmp_path: P
         configs=ConfigStore(),
         audit=AuditService(None, owns_streams=False),
         collections=CollectionRegistry(tmp_path),
+        sink_root=tmp_path / "audit-sinks",
     )
     await client.aclose()
     granted = {(kind.group, kind.plural): set(verbs) for kind, verbs in rbac.GRANTS}
