@@ -314,6 +314,28 @@ async def test_18_a_replay_after_the_dedupe_window_makes_no_second_record(
         assert len(records) == 1
 
 
+async def test_18_a_batch_with_a_conflicting_id_stores_none_of_it(
+    tmp_path: Path, nats_url: str
+) -> None:
+    async with _served(tmp_path, nats_url) as cp:
+        await cp.service.ensure_sink("team-a", "batch18", _spec(), file_root=cp.root)
+        first = _event(1)
+        assert (await cp.post("team-a", "batch18", [first])).status_code == 200
+        batch = [_event(2), first | {"action": "secrets.delete"}, _event(3)]
+        refused = await cp.post("team-a", "batch18", batch)
+        assert refused.status_code == 409, refused.text
+        records = (await cp.get("team-a", "batch18", "events")).json()["records"]
+        assert [r["id"] for r in records] == [first["id"]]  # nothing of the refused batch
+        # The batch without the conflict goes through, once, in order.
+        kept = [batch[0], batch[2]]
+        assert (await cp.post("team-a", "batch18", kept)).status_code == 200
+        assert (await cp.post("team-a", "batch18", kept)).status_code == 200  # a retry
+        records = (await cp.get("team-a", "batch18", "events")).json()["records"]
+        assert [r["id"] for r in records] == [first["id"], batch[0]["id"], batch[2]["id"]]
+        verification = (await cp.get("team-a", "batch18", "verify")).json()
+        assert (verification["ok"], verification["records"]) == (True, 3)
+
+
 # -- 19: client input is validated at the edge ------------------------------------------------
 
 

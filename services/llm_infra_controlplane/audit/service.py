@@ -499,16 +499,30 @@ class AuditService:
             try:
                 if state.resync:
                     await self._resync(state)
+                kept: list[tuple[audit.AuditEvent, str]] = []
+                for event in events:
+                    digest = submitted_digest(event, caller)
+                    if caller is not None:
+                        event = attest(event, caller, dt.datetime.now(dt.UTC))
+                    if (recorded := apply_policy(state.spec.policy, event)) is not None:
+                        kept.append((recorded, digest))
+                # Every id of the batch is claimed at once (one round trip for the batch,
+                # not one per record), before anything is published: a conflicting id
+                # fails the batch before any of it is stored.
+                seen = await self._seen_ids()
+                claims = await asyncio.gather(
+                    *(self._claim(seen, state, event, digest) for event, digest in kept),
+                    return_exceptions=True,
+                )
+                if refused := next((c for c in claims if isinstance(c, BaseException)), None):
+                    raise refused
                 remembering: list[asyncio.Task[int]] = []
                 try:
-                    for event in events:
-                        digest = submitted_digest(event, caller)
-                        if caller is not None:
-                            event = attest(event, caller, dt.datetime.now(dt.UTC))
-                        kept = apply_policy(state.spec.policy, event)
-                        if kept is None:
-                            continue
-                        records.append(await self._append_one(state, kept, digest, remembering))
+                    for (event, digest), claim in zip(kept, claims, strict=True):
+                        assert not isinstance(claim, BaseException)  # raised above
+                        records.append(
+                            await self._append_one(state, event, digest, claim, remembering)
+                        )
                 finally:
                     # Each record's seq goes to the seen-ids bucket while the next one is
                     # published (one round trip less per record); all land before the answer.
@@ -526,25 +540,36 @@ class AuditService:
                 raise
         return records
 
+    async def _claim(
+        self, seen: KeyValue, state: _AuditSink, event: audit.AuditEvent, digest: str
+    ) -> int | None:
+        """The seq `event.id` was stored at if it was appended before (same body), else None.
+
+        None also when the id was claimed before but whether it was stored is unknown:
+        JetStream's dedupe decides then. Conflict (409) when it was claimed with another body.
+        """
+        try:
+            await self._first_sight(seen, seen_key(state.stream, event.id), event.id, digest)
+        except _Replay as replay:
+            return replay.seq
+        return None
+
     async def _append_one(
         self,
         state: _AuditSink,
         event: audit.AuditEvent,
         digest: str,
+        stored_seq: int | None,
         remembering: list[asyncio.Task[int]],
     ) -> audit.AuditRecord:
-        seen = await self._seen_ids()
-        key = seen_key(state.stream, event.id)
-        try:
-            await self._first_sight(seen, key, event.id, digest)
-        except _Replay as replay:
-            if replay.seq is not None:
-                return await self._stored_at(state, event.id, replay.seq)
-            # Remembered, but whether it was stored is unknown: JetStream's dedupe decides.
+        if stored_seq is not None:
+            return await self._stored_at(state, event.id, stored_seq)
         try:
             record = await state.log.append(event, headers={DIGEST_HEADER: digest})
         except _Duplicate:
             record = await self._stored(state, event.id, digest)
+        seen = await self._seen_ids()
+        key = seen_key(state.stream, event.id)
         remembering.append(asyncio.create_task(seen.put(key, f"{digest} {record.seq}".encode())))
         return record
 
