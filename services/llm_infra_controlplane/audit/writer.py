@@ -346,15 +346,21 @@ class SinkWriter:
 
     async def _run(self) -> None:
         # NATS down or the consumer gone: report, back off (stamina, capped), bind again.
-        async for attempt in stamina.retry_context(
-            on=self._failed,
-            attempts=None,
-            timeout=None,
-            wait_initial=RETRY_BASE,
-            wait_max=RETRY_MAX,
-        ):
-            with attempt:
-                await self._deliver()
+        try:
+            async for attempt in stamina.retry_context(
+                on=self._failed,
+                attempts=None,
+                timeout=None,
+                wait_initial=RETRY_BASE,
+                wait_max=RETRY_MAX,
+            ):
+                with attempt:
+                    await self._deliver()
+        except Exception as exc:
+            if not self._stopping.is_set():
+                raise
+            # Stopping as the connection closes: what was not acked is redelivered next time.
+            _logger.debug("audit sink %s stopped: %s", self.durable, exc)
 
     async def _deliver(self) -> None:
         """Bind to the durable and deliver batches until `stop()`."""
