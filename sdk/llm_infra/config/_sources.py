@@ -29,6 +29,8 @@ from llm_infra import errors
 _log = logging.getLogger(__name__)
 
 DEFAULT_SERVICE_ACCOUNT_TOKEN = Path("/var/run/secrets/kubernetes.io/serviceaccount/token")
+HTTP_SOURCE_MAX_BYTES = 4 * 1024 * 1024
+"""Largest settings document `HttpJsonSource` reads by default (4 MiB)."""
 # tomllib (3.11-3.13) puts the position only into the message: "... (at line 3, column 7)".
 _TOML_POSITION = re.compile(r"\s*\(at line (?P<line>\d+), column (?P<column>\d+)\)$")
 _TOML_AT_END = re.compile(r"\s*\(at end of document\)$")
@@ -209,6 +211,8 @@ class HttpJsonSource:
     headers: Mapping[str, str] = field(default_factory=dict, repr=False)
     timeout: float = 5.0
     optional: bool = False
+    max_bytes: int = HTTP_SOURCE_MAX_BYTES
+    """Largest document read; a larger one fails the source unread past the limit."""
     transport: httpx.BaseTransport | None = field(default=None, repr=False, compare=False)
 
     def read(self) -> Mapping[str, Any]:
@@ -227,11 +231,12 @@ class HttpJsonSource:
         with (
             errors.translate(),
             httpx.Client(timeout=self.timeout, transport=self.transport) as client,
+            client.stream("GET", self.url, headers=dict(self.headers)) as response,
         ):
-            response = client.get(self.url, headers=dict(self.headers))
             response.raise_for_status()
+            content = self._read_limited(response)
         try:
-            document = json.loads(response.content)
+            document = json.loads(content)
         except json.JSONDecodeError as exc:
             where = f"{self.url}, line {exc.lineno}, column {exc.colno}"
             raise errors.SerializationError(
@@ -245,6 +250,26 @@ class HttpJsonSource:
                 f"{self.url}: expected a JSON object, got {type(document).__name__}"
             )
         return document
+
+    def _read_limited(self, response: httpx.Response) -> bytes:
+        declared = response.headers.get("Content-Length", "")
+        if declared.isdigit() and int(declared) > self.max_bytes:
+            raise self._too_large(f"it declares {declared} bytes")
+        chunks, size = [], 0
+        for chunk in response.iter_bytes():
+            size += len(chunk)
+            if size > self.max_bytes:
+                raise self._too_large("it sent more")
+            chunks.append(chunk)
+        return b"".join(chunks)
+
+    def _too_large(self, what: str) -> errors.ConfigError:
+        return errors.ConfigError(
+            f"{errors.redact(self.url)}: the document is larger than max_bytes"
+            f" ({self.max_bytes} bytes; {what}): raise HttpJsonSource(max_bytes=...) if it"
+            " is meant to be this large",
+            key="max_bytes",
+        )
 
 
 # -- plugging sources into pydantic-settings ---------------------------------------------------

@@ -256,6 +256,24 @@ def test_http_json_source_errors() -> None:
     assert config.load_settings(Settings, sources=[optional]).name == "default"
 
 
+@pytest.mark.parametrize("declared", [True, False], ids=["content-length", "chunked"])
+def test_http_json_source_stops_at_max_bytes(declared: bool) -> None:
+    body = b'{"name": "' + b"x" * 2048 + b'"}'
+
+    def answer(request: httpx.Request) -> httpx.Response:
+        if declared:
+            return httpx.Response(200, content=body)
+        return httpx.Response(200, content=iter([body[:1024], body[1024:]]))  # no length
+
+    transport = httpx.MockTransport(answer)
+    small = config.HttpJsonSource(url="http://cp.test/big", transport=transport, max_bytes=1500)
+    with pytest.raises(errors.ConfigError, match="larger than max_bytes") as caught:
+        small.read()
+    assert caught.value.key == "max_bytes"
+    roomy = config.HttpJsonSource(url="http://cp.test/big", transport=transport, max_bytes=4096)
+    assert roomy.read()["name"] == "x" * 2048
+
+
 def test_sources_follow_the_protocol() -> None:
     auth = config.TokenAuth("t")
     vault = config.VaultSource(address="http://127.0.0.1:1", path="app", auth=auth)
