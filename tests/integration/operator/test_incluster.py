@@ -111,12 +111,13 @@ async def test_an_auditsink_the_operator_ensures_takes_events_and_delivers_them(
     kube: KubeServer,
     op_namespace: str,
     operator: OperatorProcess,
+    control_plane: ControlPlaneProcess,
     client: ControlPlaneClient,
-    tmp_path: Path,
 ) -> None:
     (sink,) = _example("auditsink-quickstart.yaml")
-    trail = tmp_path / "trail.jsonl"
-    sink["spec"]["sinks"][0]["file"]["path"] = str(trail)
+    # As written: in a cluster the file lands below the data folder, in the namespace's folder.
+    path = sink["spec"]["sinks"][0]["file"]["path"]
+    trail = control_plane.data / "audit-sinks" / op_namespace / path.removeprefix("/")
     await asyncio.to_thread(apply, kube, op_namespace, sink)
     await asyncio.to_thread(wait_condition, kube, op_namespace, "asink", "quickstart")
 
