@@ -207,14 +207,20 @@ def test_a_half_sent_request_is_closed_after_the_header_timeout(up_server: UpSer
         assert sock.recv(1) == b""  # closed by the server, nothing answered
 
 
-def test_slow_clients_beyond_the_connection_limit_lock_nobody_out(up_server: UpServer) -> None:
-    unloaded = _p99(up_server)
-    slow = [_half_sent(up_server) for _ in range(int(LIMITS["max_connections"]) + 20)]
+def _p99_under_slow_clients(server: UpServer, clients: int) -> tuple[float, float]:
+    """The bystander's p99 alone, then while `clients` half-sent requests are held open."""
+    unloaded = _p99(server)
+    slow = [_half_sent(server) for _ in range(clients)]
     try:
-        loaded = _p99(up_server)
+        return unloaded, _p99(server)
     finally:
         for sock in slow:
             sock.close()
+
+
+def test_slow_clients_beyond_the_connection_limit_lock_nobody_out(up_server: UpServer) -> None:
+    clients = int(LIMITS["max_connections"]) + 20
+    unloaded, loaded = _p99_under_slow_clients(up_server, clients)
     assert loaded <= RATIO * unloaded, (unloaded, loaded)
 
 
@@ -231,13 +237,7 @@ def test_slow_clients_past_the_open_files_limit_lock_nobody_out(
     # could accept no one (EMFILE) while the slow ones held every descriptor.
     limits = {name: value for name, value in LIMITS.items() if name != "max_connections"}
     with serving(tmp_path_factory.mktemp("cp-few-files"), limits, OPEN_FILES) as server:
-        unloaded = _p99(server)
-        slow = [_half_sent(server) for _ in range(OPEN_FILES + 44)]
-        try:
-            loaded = _p99(server)
-        finally:
-            for sock in slow:
-                sock.close()
+        unloaded, loaded = _p99_under_slow_clients(server, OPEN_FILES + 44)
     assert loaded <= RATIO * unloaded, (unloaded, loaded)
 
 
