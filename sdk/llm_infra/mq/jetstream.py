@@ -153,7 +153,9 @@ class _JetStreamSubscription(Subscription):
     async def _fetch(self, count: int, wait: float) -> list[tuple[Message, int, Settler]]:
         try:
             msgs = await self._sub.fetch(count, timeout=wait)
-        except nats.errors.TimeoutError:
+        except (nats.errors.TimeoutError, TimeoutError):
+            # nats-py raises its own TimeoutError, or asyncio's when the wait is spent before
+            # the server's "no messages" reply arrives: either way, nothing came in time.
             return []
         return [(_message(m), m.metadata.num_delivered, _JetStreamSettler(m)) for m in msgs]
 

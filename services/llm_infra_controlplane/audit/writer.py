@@ -388,7 +388,7 @@ class SinkWriter:
         with errors.translate(errors.from_nats):
             try:
                 msgs = await sub.fetch(self._batch, timeout=FETCH_WAIT)
-            except nats.errors.TimeoutError:
+            except (nats.errors.TimeoutError, TimeoutError):  # nats-py raises either
                 return
         if not msgs:
             return

@@ -88,6 +88,17 @@ async def test_redelivery_after_consumer_restart(
             await received.ack()
 
 
+async def test_a_fetch_whose_wait_runs_out_is_empty_however_short(
+    queue_and_subject: tuple[mq.MessageQueue, str],
+) -> None:
+    # nats-py raises asyncio's TimeoutError (not its own) when the wait is spent before the
+    # server's "no messages" reply: on a loaded machine that happened with 0.5 s.
+    queue, subject = queue_and_subject
+    async with await queue.subscribe(subject, "empty") as sub:
+        for wait in (1e-6, 1e-3):
+            assert await sub.fetch(wait=wait) == []
+
+
 async def test_dedupe_by_msg_id(queue_and_subject: tuple[mq.MessageQueue, str]) -> None:
     queue, subject = queue_and_subject
     first = await queue.publish(subject, b"once", msg_id="dup")
