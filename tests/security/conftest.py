@@ -81,14 +81,19 @@ def provision() -> tuple[dict[str, str], list[dict[str, object]]]:
 
 @contextlib.contextmanager
 def serving(
-    workdir: Path, limits: dict[str, int | float], open_files: int | None = None
+    workdir: Path,
+    limits: dict[str, int | float],
+    open_files: int | None = None,
+    resources: Path | None = None,
 ) -> Iterator[UpServer]:
-    """`llm-infra up` with the tenants of RULES, `limits`, and optionally an open-files limit."""
+    """`llm-infra up` with the tenants of RULES and `limits`; an open-files limit, resources."""
     keys, records = provision()
     settings = workdir / "settings.json"
     settings.write_text(json.dumps({"api_keys": records, "access_rules": RULES, "limits": limits}))
     env = {"LLM_INFRA_SETTINGS_FILE": str(settings)}
-    with ControlPlaneProcess(workdir, env=env, open_files=open_files) as process:
+    with ControlPlaneProcess(
+        workdir, env=env, open_files=open_files, resources=resources
+    ) as process:
         yield UpServer(process, keys)
 
 

@@ -1,9 +1,12 @@
 """schemathesis as a tenant: generated requests and linked call sequences with a real API key.
 
-The tenant's key has admin on namespace ``default`` only; namespaces ``default``
-and ``team-b`` both hold one seeded object of each kind (collection ``docs``,
-config ``app``, audit sink ``trail``). The app runs under uvicorn with the
-control plane's own protocol (`cli.server_config`). Two runs:
+The tenant is admin-a of the suite's `llm-infra up` (tests/security/conftest.py),
+with admin on namespace ``team-a`` only; namespaces ``team-a`` and ``team-b``
+both hold one object of each kind from the server's resources folder
+(collection ``docs``, config ``app``, audit sink ``trail``). The server is a
+process of its own: hypothesis watches the global `random` module while it
+draws, and a server thread in this process (stamina's jitter) would change it
+under the draw. Two runs:
 
 - **stateless**: every operation's generated cases, each answer as the document
   declares it (tests/integration/controlplane/test_openapi_fuzz.py does the same
@@ -16,38 +19,41 @@ control plane's own protocol (`cli.server_config`). Two runs:
   (`ensure_resource_availability`), that each operation refuses a request with
   no or bad credentials (`ignored_auth`), and it replays every step as the same
   tenant into ``team-b``, where the seeded objects of the same names exist: each
-  replay must answer exactly 403, whatever its method, body or object.
+  replay must answer exactly 403, whatever its method, body or object (or what the
+  original got, when the guard refused it before looking at any namespace).
 """
 
 from __future__ import annotations
 
-import asyncio
 import collections
-import contextlib
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
+import httpx
 import hypothesis
 import pytest
 import schemathesis
-from fastapi import FastAPI
+import yaml
 from schemathesis import checks
 from schemathesis.generation.stateful.state_machine import StepInput, StepOutput
 
-from llm_infra_controlplane import cli
-from llm_infra_controlplane.access import admin_key, policy
 from llm_infra_controlplane.main import create_app
 from llm_infra_controlplane.settings import Settings
-from tests.integration.controlplane.test_openapi_fuzz import CHECKS, NAMESPACE, SEEDED, _seed
-from tests.servers.asgi import serve_in_thread
+from tests.integration.controlplane.test_openapi_fuzz import CHECKS, SEEDED
+from tests.security.conftest import LIMITS, serving
 
+TENANT = "admin-a"
+NAMESPACE = "team-a"
+"""The tenant's namespace: admin-a has admin there (conftest.RULES), nothing elsewhere."""
 OTHER = "team-b"
 EXAMPLES = 8
 SCENARIOS = 60
 """Linked call sequences in the stateful run, each up to STEPS calls."""
 STEPS = 8
 RUNS = 10
+REFUSED_BEFORE_AUTHORIZATION = {401, 413, 429, 431}
+"""What web.guard and the server's protocol answer from the headers, before any namespace."""
 """Most state machine runs to reach SCENARIOS sequences (see the loop for why several)."""
 DIMENSION = 2
 """The size of every collection the stateful run creates."""
@@ -71,50 +77,39 @@ def no_other_namespace(ctx: Any, response: Any, case: schemathesis.Case[Any]) ->
         )
 
 
-def _tenant() -> tuple[str, Any]:
-    async def issue() -> tuple[str, Any]:
-        key, record = await admin_key.issue_api_key("tenant")
-        return key.get_secret_value(), record
-
-    return asyncio.run(issue())
-
-
-def _seeded_app(tmp: Path, settings: Settings) -> FastAPI:
-    """The app, with the seeded objects in the tenant's namespace and in OTHER."""
-    app = create_app(settings)
-    lifespan = app.router.lifespan_context
-
-    @contextlib.asynccontextmanager
-    async def seeded(app: FastAPI) -> AsyncIterator[None]:
-        async with lifespan(app):
-            await _seed(app, tmp / NAMESPACE, NAMESPACE)
-            await _seed(app, tmp / OTHER, OTHER)
-            yield
-
-    app.router.lifespan_context = seeded
-    return app
+def _resources(folder: Path) -> Path:
+    """The seeded objects, the same in the tenant's namespace and in OTHER."""
+    api = "infra.llmdevops.io/v1alpha1"
+    documents = []
+    for namespace in (NAMESPACE, OTHER):
+        meta = {"namespace": namespace}
+        documents += [
+            {"apiVersion": api, "kind": "VectorCollection",
+             "metadata": {"name": SEEDED["collections"], **meta},
+             "spec": {"vectors": {"size": 4, "distance": "Cosine"}}},
+            {"apiVersion": api, "kind": "ConfigSource",
+             "metadata": {"name": SEEDED["configs"], **meta},
+             "spec": {"layers": [{"name": "base", "inline": {"model": "gpt-4o-mini"}}]}},
+            {"apiVersion": api, "kind": "AuditSink",
+             "metadata": {"name": SEEDED["auditsinks"], **meta},
+             "spec": {"stream": {"storage": "memory"},
+                      "sinks": [{"name": "file", "file": {"path": "/a.jsonl"}}]}},
+        ]  # fmt: skip
+    folder.mkdir()
+    (folder / "seeded.yaml").write_text(yaml.safe_dump_all(documents, sort_keys=False))
+    return folder
 
 
 @pytest.fixture(scope="module")
-def tenant(tmp_path_factory: pytest.TempPathFactory, nats_url: str) -> Iterator[tuple[str, str]]:
-    """(base URL, the tenant's key): the seeded app under uvicorn, as `llm-infra` runs it."""
-    tmp = tmp_path_factory.mktemp("cp-fuzz-tenant")
-    key, record = _tenant()
-    settings = Settings(
-        data_dir=tmp / "data",
-        nats_url=nats_url,
-        standalone_admin_key=False,
-        api_keys=(record,),
-        access_rules=(
-            policy.AccessRule(
-                subjects=("apikey:tenant",), namespaces=(NAMESPACE,), actions=("admin",)
-            ),
-        ),
-        port=0,
-        log_level="warning",
-    )
-    with serve_in_thread(cli.server_config(_seeded_app(tmp, settings), settings)) as url:
-        yield url, key
+def tenant(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[str, str]]:
+    """(base URL, the tenant's key): `llm-infra up` with the seeded resources."""
+    workdir = tmp_path_factory.mktemp("cp-fuzz-tenant")
+    with serving(workdir, LIMITS, resources=_resources(workdir / "resources")) as server:
+        configs = f"/v1/namespaces/{NAMESPACE}/configs/{SEEDED['configs']}"
+        with httpx.Client(base_url=server.url, headers=server.headers(TENANT)) as http:
+            # Applied at start: the seeded config is served once the folder is.
+            assert http.get(configs).status_code == 200
+        yield server.url, server.keys[TENANT]
 
 
 schema = schemathesis.openapi.from_dict(
@@ -215,12 +210,14 @@ def test_linked_sequences_as_a_tenant_conform_and_never_reach_another_namespace(
                     recorder=self.recorder,
                 )
                 # The same request, same credentials, into the other tenant's namespace:
-                # refused for its namespace (403), unless it was refused for its credentials
-                # (a negative case without the Authorization header: 401 both times).
+                # refused for its namespace (403), unless the guard refused it before any
+                # namespace is looked at (no credentials, too large, too many failures):
+                # then the same status both times.
                 replay = case.derive(keep_auth=True)
                 replay.path_parameters["namespace"] = OTHER
                 status = replay.call(base_url=base_url, headers=headers).status_code
-                expected = 401 if response.status_code == 401 else 403
+                before = response.status_code in REFUSED_BEFORE_AUTHORIZATION
+                expected = response.status_code if before else 403
                 replays.append((case.operation.label, status))
                 assert status == expected, f"{case.operation.label} into {OTHER!r}: {status}"
             except BaseException as failure:
