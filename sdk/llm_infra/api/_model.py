@@ -132,7 +132,10 @@ class KeyedBy(_ListConstraint):
             value = item.get(self.key) if isinstance(item, dict) else getattr(item, self.key, None)
             if value in seen:
                 raise PydanticCustomError(
-                    "duplicate_key", "duplicate {key} {value!r}", {"key": self.key, "value": value}
+                    # PydanticCustomError fills in {name} only: no conversions such as !r.
+                    "duplicate_key",
+                    "duplicate {key} {value}: each item needs its own {key}",
+                    {"key": self.key, "value": repr(value)},
                 )
             seen.add(value)
         return items

@@ -19,6 +19,9 @@ from llm_infra.api.conditions import Conditions
 GROUP = "infra.llmdevops.io"
 CATEGORY = "llm-infra"
 
+DNS_LABEL = r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$"
+DNS_SUBDOMAIN = r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*$"
+
 
 class ObjectMeta(ApiModel):
     """The parts of metav1.ObjectMeta the models read; the rest is kept as it came."""

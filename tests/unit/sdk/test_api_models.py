@@ -14,7 +14,9 @@ import yaml
 from llm_infra import cli, errors
 from llm_infra.api import Resource, crdgen, v1alpha1
 from llm_infra.api.conditions import Condition, get_condition, set_condition
-from tests.corpus import REPO, InvalidCase, examples, invalid_cases
+from llm_infra.api.v1alpha1 import route
+from llm_infra.api.v1alpha1._common import MAX_DURATION_SECONDS, Duration, duration_seconds
+from tests.corpus import REPO, InvalidCase, ValidCase, examples, invalid_cases, valid_cases
 
 KIND_BY_NAME = {kind.crd.kind: kind for kind in v1alpha1.KINDS}
 PYTHON_CASES = [case for case in invalid_cases() if not case.update]
@@ -89,6 +91,18 @@ def test_examples_validate_and_round_trip(path: Path) -> None:
         assert again == model
 
 
+@pytest.mark.parametrize("case", valid_cases(), ids=lambda c: c.id)
+def test_valid_manifest_is_accepted_in_python(case: ValidCase) -> None:
+    for document in case.documents:
+        model = KIND_BY_NAME[document["kind"]].model_validate(document)
+        assert type(model).model_validate(model.to_wire()) == model
+
+
+def test_valid_corpus_covers_every_kind() -> None:
+    kinds = {case.path.parent.name for case in valid_cases()}
+    assert kinds == {kind.crd.kind.lower() for kind in v1alpha1.KINDS}
+
+
 @pytest.mark.parametrize("case", PYTHON_CASES, ids=lambda c: c.id)
 def test_invalid_manifest_is_refused_in_python(case: InvalidCase) -> None:
     kind = KIND_BY_NAME[case.manifest["kind"]]
@@ -149,3 +163,32 @@ def test_manifest_of_another_kind_is_refused() -> None:
     manifest = {"apiVersion": "infra.llmdevops.io/v1alpha1", "kind": "Route", "spec": {}}
     with pytest.raises(pydantic.ValidationError, match="kind must be 'VectorCollection'"):
         v1alpha1.VectorCollection.model_validate({**manifest, "spec": {"vectors": {"size": 8}}})
+
+
+def test_nullable_enums_take_null() -> None:
+    for kind in v1alpha1.KINDS:
+        schema = crdgen.crd(kind)["spec"]["versions"][0]["schema"]["openAPIV3Schema"]
+        for path, node in _nodes(schema):
+            if node.get("nullable") and "enum" in node:
+                assert None in node["enum"], path
+
+
+def test_durations_are_bounded_below_what_cel_can_convert() -> None:
+    adapter = pydantic.TypeAdapter(Duration)
+    longest = "999999.999999999h999999.9m999999999.9s999999999999.9ms"[:32]
+    for accepted in ("30s", "1h30m", "1.5h", "250ms", "2h45m10s500ms", "876000h"):
+        assert adapter.validate_python(accepted) == accepted
+    for refused in ("", "9999999h", "1m1h", "1s1s", "1 minute", "5", "-1s", longest):
+        with pytest.raises(pydantic.ValidationError):
+            adapter.validate_python(refused)
+    go_limit = (2**63 - 1) / 1e9
+    assert duration_seconds("999999h999999m999999999s999999999999ms") < MAX_DURATION_SECONDS
+    assert go_limit > MAX_DURATION_SECONDS
+
+
+def test_duplicate_key_message_names_the_key_and_value() -> None:
+    targets = [{"name": "openai", "provider": "openai", "model": "m"}] * 2
+    with pytest.raises(pydantic.ValidationError) as refused:
+        route.RouteSpec.model_validate({"targets": targets})
+    (error,) = refused.value.errors()
+    assert error["msg"] == "duplicate name 'openai': each item needs its own name"

@@ -20,6 +20,7 @@ from llm_infra.api.v1alpha1._common import (
     Name,
     SecretKeyRef,
     SecretRef,
+    cel_duration_at_most,
     duration_seconds,
 )
 
@@ -33,8 +34,7 @@ class Stream(ApiModel):
 
     rules: ClassVar = (
         Rule(
-            cel="!has(self.maxAge) || !has(self.duplicateWindow)"
-            " || duration(self.duplicateWindow) <= duration(self.maxAge)",
+            cel=cel_duration_at_most("duplicateWindow", "maxAge"),
             message="duplicateWindow must not be longer than maxAge",
             field=".duplicateWindow",
             check=lambda s: (

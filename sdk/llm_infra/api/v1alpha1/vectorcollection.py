@@ -194,6 +194,24 @@ class VectorCollectionSpec(ApiModel):
             check=lambda s: s.tier is None or s.quantization is None,
         ),
         Rule(
+            cel="!has(self.collectionName) || !has(self.aliases)"
+            " || !(self.collectionName in self.aliases)",
+            message="an alias must not be the collection's own name: remove it from aliases",
+            field=".aliases",
+            check=lambda s: s.collection_name not in s.aliases,
+        ),
+        Rule(
+            cel="!has(self.backend) || !has(self.backend.embedded)"
+            " || ((!has(self.shards) || self.shards == 1)"
+            " && (!has(self.replicas) || self.replicas == 1))",
+            message="shards and replicas apply to a Qdrant server only: the embedded core keeps"
+            " one shard and one copy; remove them",
+            field=".shards",
+            check=lambda s: (
+                s.backend is None or s.backend.embedded is None or (s.shards, s.replicas) == (1, 1)
+            ),
+        ),
+        Rule(
             cel="has(self.collectionName) == has(oldSelf.collectionName)"
             " && (!has(self.collectionName) || self.collectionName == oldSelf.collectionName)",
             message="collectionName is immutable",
@@ -232,15 +250,15 @@ class VectorCollectionSpec(ApiModel):
     )
     """Payload fields to index, one entry per field."""
     shards: int = Field(1, ge=1, le=1024)
-    """Number of shards (Qdrant server only)."""
+    """Number of shards (Qdrant server only: the embedded backend refuses any but 1)."""
     replicas: int = Field(1, ge=1, le=16)
-    """Copies of each shard (Qdrant server only)."""
+    """Copies of each shard (Qdrant server only: the embedded backend refuses any but 1)."""
     aliases: Annotated[
         list[Annotated[str, Field(pattern=r"^[a-zA-Z0-9_-]+$", max_length=255)]],
         Field(max_length=16),
         UniqueItems(),
     ] = Field(default_factory=list)
-    """Other names clients may use for the collection."""
+    """Other names clients may use for the collection; never the collection's own name."""
     deletion_policy: Literal["Retain", "Delete"] = "Retain"
     """What happens to the Qdrant collection when this resource is deleted."""
 
@@ -291,6 +309,26 @@ class VectorCollectionStatus(ResourceStatus):
 
 class VectorCollection(Resource):
     """A vector collection in Qdrant, reconciled by the llm-infra operator."""
+
+    rules: ClassVar = (
+        # In the embedded core the collection is named after the resource (spec's rules cannot
+        # read metadata); on a Qdrant server the default <namespace>.<name> holds a dot, which
+        # no alias does.
+        Rule(
+            cel="has(self.spec.collectionName) || !has(self.spec.backend)"
+            " || !has(self.spec.backend.embedded) || !has(self.spec.aliases)"
+            " || !(self.metadata.name in self.spec.aliases)",
+            message="an alias must not be the collection's own name (in the embedded backend,"
+            " metadata.name): remove it from spec.aliases",
+            field=".spec.aliases",
+            check=lambda vc: (
+                vc.spec.collection_name is not None
+                or vc.spec.backend is None
+                or vc.spec.backend.embedded is None
+                or vc.metadata.name not in vc.spec.aliases
+            ),
+        ),
+    )
 
     crd: ClassVar = CrdInfo(
         kind="VectorCollection",
