@@ -138,6 +138,7 @@ def crd(kind: type[Resource]) -> dict[str, Any]:
     }
     if kind.rules:  # about the whole object: the only rules that may read metadata.name
         root["x-kubernetes-validations"] = [_root_validation(rule) for rule in kind.rules]
+    describe_rules(root)
     return {
         "apiVersion": "apiextensions.k8s.io/v1",
         "kind": "CustomResourceDefinition",
@@ -177,6 +178,30 @@ def _root_validation(rule: Rule) -> dict[str, str]:
     if validation.get("fieldPath", "").startswith(".metadata"):
         del validation["fieldPath"]
     return validation
+
+
+def describe_rules(node: dict[str, Any]) -> None:
+    """State every rule in the description of the field it is about, for `kubectl explain`.
+
+    A rule's message is written for someone who broke it, so it reads as the rule itself; it
+    is added unless the description already says it. A rule about `fieldPath` is told on that
+    field, others on the object that holds them.
+    """
+    for rule in node.get("x-kubernetes-validations", ()):
+        target = node
+        for part in filter(None, (rule.get("fieldPath") or "").strip(".").split(".")):
+            if part not in target.get("properties", {}):
+                break  # a path into a list item: told on the deepest object named
+            target = target["properties"][part]
+        message = rule["message"].rstrip(".")
+        description = target.get("description", "")
+        if message.lower() not in description.lower():
+            target["description"] = f"{description} Rule: {message}.".strip()
+    for child in node.get("properties", {}).values():
+        describe_rules(child)
+    for key in ("items", "additionalProperties"):
+        if isinstance(node.get(key), dict):
+            describe_rules(node[key])
 
 
 def render(kind: type[Resource]) -> str:

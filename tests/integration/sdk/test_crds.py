@@ -96,6 +96,17 @@ def test_valid_manifest_is_accepted(
 
 
 @pytest.mark.usefixtures("crds")
+def test_explain_states_immutability_and_rules(kube: KubeServer) -> None:
+    size = " ".join(kube.kubectl("explain", "vectorcollection.spec.vectors.size").stdout.split())
+    assert "Immutable" in size
+    assert "move an alias" in size
+    name = " ".join(kube.kubectl("explain", "auditsink.spec.stream.name").stdout.split())
+    assert "name is immutable" in name
+    backoff = " ".join(kube.kubectl("explain", "route.spec.retries.backoff.initial").stdout.split())
+    assert "initial must not be longer than max" in backoff
+
+
+@pytest.mark.usefixtures("crds")
 def test_status_subresource_takes_the_helper_conditions(kube: KubeServer, namespace: str) -> None:
     kube.kubectl(
         "apply", "-n", namespace, "-f", str(REPO / "examples" / "vectorcollection-rag.yaml")

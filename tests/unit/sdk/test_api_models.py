@@ -14,7 +14,7 @@ import yaml
 from llm_infra import cli, errors
 from llm_infra.api import Resource, crdgen, v1alpha1
 from llm_infra.api.conditions import Condition, get_condition, set_condition
-from llm_infra.api.v1alpha1 import route
+from llm_infra.api.v1alpha1 import route, vectorcollection
 from llm_infra.api.v1alpha1._common import MAX_DURATION_SECONDS, Duration, duration_seconds
 from tests.corpus import REPO, InvalidCase, ValidCase, examples, invalid_cases, valid_cases
 
@@ -163,6 +163,49 @@ def test_manifest_of_another_kind_is_refused() -> None:
     manifest = {"apiVersion": "infra.llmdevops.io/v1alpha1", "kind": "Route", "spec": {}}
     with pytest.raises(pydantic.ValidationError, match="kind must be 'VectorCollection'"):
         v1alpha1.VectorCollection.model_validate({**manifest, "spec": {"vectors": {"size": 8}}})
+
+
+@pytest.mark.parametrize("kind", v1alpha1.KINDS, ids=lambda k: k.crd.kind)
+def test_explain_states_every_rule_where_it_applies(kind: type[Resource]) -> None:
+    schema = crdgen.crd(kind)["spec"]["versions"][0]["schema"]["openAPIV3Schema"]
+    for path, node in [("", schema), *_nodes(schema["properties"]["spec"], "spec")]:
+        for rule in node.get("x-kubernetes-validations", ()):
+            target = node
+            for part in filter(None, rule.get("fieldPath", "").split(".")):
+                target = target["properties"][part]
+            assert rule["message"] in target["description"], (path, rule)
+
+
+def _transition_rules(kind: type[Resource]) -> list[str]:
+    schema = crdgen.crd(kind)["spec"]["versions"][0]["schema"]["openAPIV3Schema"]
+    return [
+        f"{path}{rule.get('fieldPath', '')}"
+        for path, node in _nodes(schema["properties"]["spec"], "spec")
+        for rule in node.get("x-kubernetes-validations", ())
+        if "oldSelf" in rule["rule"]
+    ]
+
+
+def test_every_field_documented_immutable_has_a_transition_rule() -> None:
+    assert sorted(_transition_rules(v1alpha1.VectorCollection)) == [
+        "spec.backend",
+        "spec.collectionName",
+        "spec.namedVectors[].distance",
+        "spec.namedVectors[].size",
+        "spec.vectors.distance",
+        "spec.vectors.size",
+    ]
+    assert sorted(_transition_rules(v1alpha1.AuditSink)) == [
+        "spec.stream.denyDelete",
+        "spec.stream.denyPurge",
+        "spec.stream.name",
+        "spec.stream.storage",
+    ]
+    for kind in (v1alpha1.ConfigSource, v1alpha1.Route):
+        assert _transition_rules(kind) == []
+    # The docstrings say so too: they are the `kubectl explain` text.
+    fields = vectorcollection.VectorParams.model_fields
+    assert "Immutable" in (fields["size"].description or "")
 
 
 def test_nullable_enums_take_null() -> None:

@@ -40,13 +40,21 @@ class EmbeddedBackend(ApiModel):
 
 
 class Backend(ApiModel):
-    """Where the collection lives: exactly one of qdrant or embedded."""
+    """Where the collection lives: exactly one of qdrant or embedded. Which one is immutable."""
 
     rules: ClassVar = (
         Rule(
             cel="has(self.qdrant) != has(self.embedded)",
             message="set exactly one of qdrant or embedded",
             check=lambda b: (b.qdrant is None) != (b.embedded is None),
+        ),
+        Rule(
+            cel="has(self.qdrant) == has(oldSelf.qdrant)"
+            " && has(self.embedded) == has(oldSelf.embedded)",
+            message="the backend (qdrant or embedded) is immutable: the points stay where they are;"
+            " to move them, create a new VectorCollection on the other backend and move an alias"
+            " to it",
+            transition=True,
         ),
     )
 
@@ -57,12 +65,30 @@ class Backend(ApiModel):
 
 
 class VectorParams(ApiModel):
-    """Shape of the vectors stored in the collection."""
+    """Shape of the vectors stored in the collection; size and distance are immutable."""
+
+    rules: ClassVar = (
+        Rule(
+            cel="self.size == oldSelf.size",
+            message="size is immutable: the collection's points have this many dimensions; for"
+            " another size, create a new VectorCollection, fill it, and move an alias to it",
+            field=".size",
+            transition=True,
+        ),
+        Rule(
+            cel="!has(oldSelf.distance)"
+            " || (has(self.distance) && self.distance == oldSelf.distance)",
+            message="distance is immutable: the index was built for it; for another distance,"
+            " create a new VectorCollection, fill it, and move an alias to it",
+            field=".distance",
+            transition=True,
+        ),
+    )
 
     size: Dimensions
-    """Number of dimensions; must equal the embedding model's."""
+    """Number of dimensions; must equal the embedding model's. Immutable."""
     distance: Distance = "Cosine"
-    """Similarity measure."""
+    """Similarity measure. Immutable."""
     datatype: Datatype = "float32"
     """Storage type of each component."""
     on_disk: bool = False
@@ -214,7 +240,8 @@ class VectorCollectionSpec(ApiModel):
         Rule(
             cel="has(self.collectionName) == has(oldSelf.collectionName)"
             " && (!has(self.collectionName) || self.collectionName == oldSelf.collectionName)",
-            message="collectionName is immutable",
+            message="collectionName is immutable: the collection keeps its engine name; to reach"
+            " it under another name add an alias, or create a new VectorCollection",
             field=".collectionName",
             transition=True,
         ),
