@@ -86,16 +86,16 @@ def test_examples_validate_and_round_trip(path: Path) -> None:
     for document in _documents(path):
         if document["kind"] in ("ConfigMap", "Secret"):  # what a ConfigSource layer reads
             continue
-        model = KIND_BY_NAME[document["kind"]].model_validate(document)
-        again = type(model).model_validate(model.to_wire())
-        assert again == model
+        model = KIND_BY_NAME[document["kind"]].from_manifest(document)
+        again = type(model).from_manifest(model.to_wire())
+        assert again == model == type(model).model_validate(document)
 
 
 @pytest.mark.parametrize("case", valid_cases(), ids=lambda c: c.id)
 def test_valid_manifest_is_accepted_in_python(case: ValidCase) -> None:
     for document in case.documents:
-        model = KIND_BY_NAME[document["kind"]].model_validate(document)
-        assert type(model).model_validate(model.to_wire()) == model
+        model = KIND_BY_NAME[document["kind"]].from_manifest(document)
+        assert type(model).from_manifest(model.to_wire()) == model
 
 
 def test_valid_corpus_covers_every_kind() -> None:
@@ -107,7 +107,7 @@ def test_valid_corpus_covers_every_kind() -> None:
 def test_invalid_manifest_is_refused_in_python(case: InvalidCase) -> None:
     kind = KIND_BY_NAME[case.manifest["kind"]]
     with pytest.raises(pydantic.ValidationError) as refused:
-        kind.model_validate(case.manifest)
+        kind.from_manifest(case.manifest)
     locations = [".".join(str(part) for part in error["loc"]) for error in refused.value.errors()]
     assert any(loc.startswith(case.python_field) for loc in locations), locations
     # The same error through the SDK's error tree names the field too.
@@ -216,6 +216,17 @@ def test_nullable_enums_take_null() -> None:
                 assert None in node["enum"], path
 
 
+def test_every_integer_is_an_int64_on_both_sides() -> None:
+    for kind in v1alpha1.KINDS:
+        schema = crdgen.crd(kind)["spec"]["versions"][0]["schema"]["openAPIV3Schema"]
+        for path, node in _nodes(schema):
+            if node.get("type") == "integer":
+                assert node["format"] == "int64", path
+    with pytest.raises(pydantic.ValidationError, match="less than or equal to 9223372036854775807"):
+        route.Budgets.model_validate({"tokensPerDay": 2**63})
+    assert route.Budgets.model_validate({"tokensPerDay": 2**63 - 1}).tokens_per_day == 2**63 - 1
+
+
 def test_durations_are_bounded_below_what_cel_can_convert() -> None:
     adapter = pydantic.TypeAdapter(Duration)
     longest = "999999.999999999h999999.9m999999999.9s999999999999.9ms"[:32]
@@ -227,6 +238,41 @@ def test_durations_are_bounded_below_what_cel_can_convert() -> None:
     go_limit = (2**63 - 1) / 1e9
     assert duration_seconds("999999h999999m999999999s999999999999ms") < MAX_DURATION_SECONDS
     assert go_limit > MAX_DURATION_SECONDS
+
+
+def test_manifests_parse_strictly_and_wire_data_stays_lax() -> None:
+    manifest = {"metadata": {"name": "kb"}, "spec": {"vectors": {"size": "384", "onDisk": "yes"}}}
+    with pytest.raises(pydantic.ValidationError) as refused:
+        v1alpha1.VectorCollection.from_manifest(manifest)
+    assert {".".join(map(str, e["loc"])) for e in refused.value.errors()} == {
+        "spec.vectors.size",
+        "spec.vectors.onDisk",
+    }
+    snake = {"metadata": {"name": "kb"}, "spec": {"vectors": {"size": 8}, "collection_name": "x"}}
+    with pytest.raises(pydantic.ValidationError, match=r"spec\.collection_name"):
+        v1alpha1.VectorCollection.from_manifest(snake)
+    # What our own code hands over keeps parsing: Python names, datetimes as text.
+    assert v1alpha1.VectorCollection.model_validate(snake).spec.collection_name == "x"
+    status = {"conditions": [], "lastRefreshTime": "2026-11-25T12:00:00Z"}
+    source = {"metadata": {"name": "app"}, "spec": {"layers": [{"name": "a", "inline": {}}]}}
+    parsed = v1alpha1.ConfigSource.from_manifest({**source, "status": status})
+    assert parsed.status is not None
+    assert parsed.status.last_refresh_time == T0
+
+
+def test_metadata_name_is_checked_as_the_kind_needs() -> None:
+    spec = {"vectors": {"size": 8}}
+    for refused in ("Docs", "docs_v1", "-docs", "a" * 254):
+        with pytest.raises(pydantic.ValidationError, match=r"metadata\.name"):
+            v1alpha1.VectorCollection.model_validate({"metadata": {"name": refused}, "spec": spec})
+    longest = ("a" * 62 + ".") * 4 + "b"
+    named = v1alpha1.VectorCollection.model_validate({"metadata": {"name": longest}, "spec": spec})
+    assert named.metadata.name == longest
+    layers = {"layers": [{"name": "a", "inline": {}}]}
+    short = v1alpha1.ConfigSource.model_validate({"metadata": {"name": "a" * 63}, "spec": layers})
+    assert short.metadata.name == "a" * 63
+    with pytest.raises(pydantic.ValidationError, match="at most 63 characters"):
+        v1alpha1.ConfigSource.model_validate({"metadata": {"name": "a" * 64}, "spec": layers})
 
 
 def test_duplicate_key_message_names_the_key_and_value() -> None:

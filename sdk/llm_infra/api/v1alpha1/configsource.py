@@ -359,8 +359,22 @@ class ConfigSourceStatus(ResourceStatus):
     """When the sources were last read."""
 
 
+MAX_NAME = 63
+"""A ConfigSource's name is a label value of what it writes (`infra.llmdevops.io/configsource`)."""
+
+
 class ConfigSource(Resource):
     """An app configuration merged from layers, reconciled by the llm-infra operator."""
+
+    rules: ClassVar = (
+        Rule(
+            cel=f"size(self.metadata.name) <= {MAX_NAME}",
+            message=f"metadata.name of a ConfigSource must be at most {MAX_NAME} characters: the"
+            " ConfigMap and Secret it writes carry it as a label value; choose a shorter name",
+            field=".metadata.name",
+            check=lambda c: c.metadata.name is None or len(c.metadata.name) <= MAX_NAME,
+        ),
+    )
 
     crd: ClassVar = CrdInfo(
         kind="ConfigSource",
