@@ -1,4 +1,4 @@
-"""The manifests tests share: examples/ (valid) and tests/data/invalid/ (see its README)."""
+"""The manifests tests share: examples/, tests/data/valid/ and tests/data/invalid/ (see READMEs)."""
 
 from __future__ import annotations
 
@@ -12,6 +12,7 @@ import yaml
 REPO = Path(__file__).resolve().parents[1]
 EXAMPLES = REPO / "examples"
 INVALID = REPO / "tests" / "data" / "invalid"
+VALID = REPO / "tests" / "data" / "valid"
 
 _HEADER = re.compile(r"^# (?P<key>field|python|update): *(?P<value>.+?) *$", re.MULTILINE)
 
@@ -52,6 +53,25 @@ def invalid_cases() -> list[InvalidCase]:
             )
         )
     return cases
+
+
+@dataclass(frozen=True)
+class ValidCase:
+    """Manifests the API server and the models must accept, applied in order (later ones update)."""
+
+    path: Path
+    documents: tuple[dict[str, Any], ...]
+
+    @property
+    def id(self) -> str:
+        return f"{self.path.parent.name}/{self.path.stem}"
+
+
+def valid_cases() -> list[ValidCase]:
+    return [
+        ValidCase(path, tuple(doc for doc in yaml.safe_load_all(path.read_text()) if doc))
+        for path in sorted(VALID.glob("*/*.yaml"))
+    ]
 
 
 def examples() -> list[Path]:

@@ -9,8 +9,10 @@ on both sides.
 
 from __future__ import annotations
 
+import datetime
+import json
 from abc import ABC, abstractmethod
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any, ClassVar, Self
 
@@ -24,6 +26,9 @@ from pydantic import (
 )
 from pydantic.alias_generators import to_camel
 from pydantic_core import InitErrorDetails, PydanticCustomError, core_schema
+
+INT64_MIN, INT64_MAX = -(2**63), 2**63 - 1
+"""The API server's integers: JSON numbers decoded as int64, anything larger refused."""
 
 
 @dataclass(frozen=True)
@@ -52,6 +57,27 @@ class Rule:
         return rule
 
 
+def _yaml_scalar(value: object) -> str:
+    # YAML reads an unquoted 2026-01-02 as a date; kubectl sends the same text as a string.
+    if isinstance(value, datetime.date):  # datetime.datetime too
+        return value.isoformat()
+    raise TypeError(f"{type(value).__name__} has no JSON form: quote the value")
+
+
+def _bound_integers(schema: Any) -> None:
+    if isinstance(schema, dict):
+        if schema.get("type") == "int":
+            if "le" not in schema and "lt" not in schema:
+                schema["le"] = INT64_MAX
+            if "ge" not in schema and "gt" not in schema:
+                schema["ge"] = INT64_MIN
+        for value in schema.values():
+            _bound_integers(value)
+    elif isinstance(schema, list):
+        for value in schema:
+            _bound_integers(value)
+
+
 class ApiModel(BaseModel):
     """Base of the resource models: camelCase aliases, unknown fields refused, field docstrings."""
 
@@ -66,6 +92,28 @@ class ApiModel(BaseModel):
 
     rules: ClassVar[tuple[Rule, ...]] = ()
     """Cross-field rules of this object (see `Rule`)."""
+
+    @classmethod
+    def __get_pydantic_core_schema__(
+        cls, source: type[BaseModel], handler: GetCoreSchemaHandler
+    ) -> core_schema.CoreSchema:
+        # Every integer field of every model is an int64 on the API server; bounding them all
+        # here, once, keeps a field that declares no bound from taking 2**70 in Python only.
+        schema = handler(source)
+        _bound_integers(schema)
+        return schema
+
+    @classmethod
+    def from_manifest(cls, manifest: Mapping[str, Any]) -> Self:
+        """A manifest (YAML or JSON a user wrote) judged as the API server judges it.
+
+        Strict JSON types, as the API server decodes them: "384" is no integer and "yes"
+        no boolean; camelCase keys only (snake_case field names are Python's, not the
+        manifest's). `model_validate` stays lax for what our own code hands over (the
+        API server's answers, the control plane's requests), which is already typed.
+        """
+        text = json.dumps(manifest, default=_yaml_scalar)
+        return cls.model_validate_json(text, strict=True, by_alias=True, by_name=False)
 
     @model_validator(mode="after")
     def _check_rules(self) -> Self:
@@ -132,7 +180,10 @@ class KeyedBy(_ListConstraint):
             value = item.get(self.key) if isinstance(item, dict) else getattr(item, self.key, None)
             if value in seen:
                 raise PydanticCustomError(
-                    "duplicate_key", "duplicate {key} {value!r}", {"key": self.key, "value": value}
+                    # PydanticCustomError fills in {name} only: no conversions such as !r.
+                    "duplicate_key",
+                    "duplicate {key} {value}: each item needs its own {key}",
+                    {"key": self.key, "value": repr(value)},
                 )
             seen.add(value)
         return items

@@ -19,16 +19,21 @@ from llm_infra.api.conditions import Conditions
 GROUP = "infra.llmdevops.io"
 CATEGORY = "llm-infra"
 
+DNS_LABEL = r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$"
+DNS_SUBDOMAIN = r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*$"
+
 
 class ObjectMeta(ApiModel):
     """The parts of metav1.ObjectMeta the models read; the rest is kept as it came."""
 
     model_config = ConfigDict(extra="allow")
 
-    name: str | None = None
-    """Name, unique in the namespace."""
-    namespace: str | None = None
-    """Namespace of the object."""
+    # Checked as the API server checks a custom resource's name; a kind that needs less
+    # (ConfigSource: a label value) adds a rule of its own.
+    name: str | None = Field(None, pattern=DNS_SUBDOMAIN, min_length=1, max_length=253)
+    """Name, unique in the namespace: a DNS subdomain (lowercase alphanumerics, '-' and '.')."""
+    namespace: str | None = Field(None, pattern=DNS_LABEL, min_length=1, max_length=63)
+    """Namespace of the object: a DNS label."""
     labels: dict[str, str] = Field(default_factory=dict)
     """Labels."""
     annotations: dict[str, str] = Field(default_factory=dict)

@@ -134,7 +134,7 @@ def _take(folder: Folder, document: Any, source: str) -> None:
         folder.problems.append(f"{source}: kind {kind} is not applied in standalone mode")
         return
     try:
-        obj = model.model_validate(document)
+        obj = model.from_manifest(document)  # judged as the API server would judge it
     except pydantic.ValidationError as exc:
         folder.problems.append(f"{source}: {kind} {name}: {errors.validation_text(exc)}")
         return

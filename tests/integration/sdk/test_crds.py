@@ -12,7 +12,7 @@ import yaml
 from llm_infra.api import v1alpha1
 from llm_infra.api.conditions import set_condition
 from llm_infra.api.v1alpha1.vectorcollection import HnswConfig, VectorCollectionStatus
-from tests.corpus import REPO, InvalidCase, examples, invalid_cases
+from tests.corpus import REPO, InvalidCase, ValidCase, examples, invalid_cases, valid_cases
 from tests.servers.kube import KubeServer
 
 
@@ -81,6 +81,29 @@ def test_invalid_manifest_is_refused_naming_the_field(
     assert accepted or not case.update
     assert result.returncode != 0, f"{case.id} was accepted"
     assert case.field in result.stderr, result.stderr
+
+
+@pytest.mark.usefixtures("crds")
+@pytest.mark.parametrize("case", valid_cases(), ids=lambda c: c.id)
+def test_valid_manifest_is_accepted(
+    kube: KubeServer, namespace: str, case: ValidCase, tmp_path: Path
+) -> None:
+    for index, document in enumerate(case.documents):  # later documents update earlier ones
+        path = tmp_path / f"{index}.yaml"
+        path.write_text(yaml.safe_dump(document))
+        result = _kubectl(kube, "apply", "-n", namespace, "-f", str(path))
+        assert result.returncode == 0, f"{case.id} document {index}: {result.stderr}"
+
+
+@pytest.mark.usefixtures("crds")
+def test_explain_states_immutability_and_rules(kube: KubeServer) -> None:
+    size = " ".join(kube.kubectl("explain", "vectorcollection.spec.vectors.size").stdout.split())
+    assert "Immutable" in size
+    assert "move an alias" in size
+    name = " ".join(kube.kubectl("explain", "auditsink.spec.stream.name").stdout.split())
+    assert "name is immutable" in name
+    backoff = " ".join(kube.kubectl("explain", "route.spec.retries.backoff.initial").stdout.split())
+    assert "initial must not be longer than max" in backoff
 
 
 @pytest.mark.usefixtures("crds")

@@ -20,6 +20,7 @@ from llm_infra.api.v1alpha1._common import (
     Name,
     SecretKeyRef,
     SecretRef,
+    cel_duration_at_most,
     duration_seconds,
 )
 
@@ -33,8 +34,7 @@ class Stream(ApiModel):
 
     rules: ClassVar = (
         Rule(
-            cel="!has(self.maxAge) || !has(self.duplicateWindow)"
-            " || duration(self.duplicateWindow) <= duration(self.maxAge)",
+            cel=cel_duration_at_most("duplicateWindow", "maxAge"),
             message="duplicateWindow must not be longer than maxAge",
             field=".duplicateWindow",
             check=lambda s: (
@@ -42,10 +42,28 @@ class Stream(ApiModel):
                 or duration_seconds(s.duplicate_window) <= duration_seconds(s.max_age)
             ),
         ),
+        Rule(
+            cel="has(self.name) == has(oldSelf.name)"
+            " && (!has(self.name) || self.name == oldSelf.name)",
+            message="name is immutable: the stream and its records keep their name; for a new"
+            " stream, create a new AuditSink (and delete this one once its sinks have caught up)",
+            field=".name",
+            transition=True,
+        ),
+        *(
+            Rule(
+                cel=f"!has(oldSelf.{flag}) || !oldSelf.{flag} || (has(self.{flag}) && self.{flag})",
+                message=f"{flag} cannot be turned off once on: JetStream refuses to lift it; for"
+                " a stream without it, create a new AuditSink",
+                field=f".{flag}",
+                transition=True,
+            )
+            for flag in ("denyDelete", "denyPurge")
+        ),
     )
 
     name: str | None = Field(None, pattern=r"^[A-Za-z0-9_-]+$", max_length=255)
-    """Stream name in JetStream; AUDIT_<namespace>_<name> when unset. Immutable once created."""
+    """Stream name in JetStream; AUDIT_<namespace>_<name> when unset. Immutable (set or unset)."""
     storage: Storage = "file"
     """Where JetStream keeps the messages. Immutable: JetStream cannot change a stream's storage."""
     replicas: Literal[1, 3, 5] = 1
@@ -63,9 +81,9 @@ class Stream(ApiModel):
     duplicate_window: Duration = "2m"
     """Window in which an event published twice (same id) is stored once; at most maxAge."""
     deny_delete: bool = True
-    """Refuse deleting single events through the JetStream API."""
+    """Refuse deleting single events through the JetStream API. Once on, it stays on."""
     deny_purge: bool = True
-    """Refuse purging the stream through the JetStream API."""
+    """Refuse purging the stream through the JetStream API. Once on, it stays on."""
 
 
 class PolicyRule(ApiModel):
@@ -222,7 +240,8 @@ class AuditSinkSpec(ApiModel):
         Rule(
             cel="!has(self.stream) || !has(oldSelf.stream) || !has(oldSelf.stream.storage)"
             " || (has(self.stream.storage) && self.stream.storage == oldSelf.stream.storage)",
-            message="stream.storage is immutable",
+            message="stream.storage is immutable: JetStream cannot change a stream's storage;"
+            " for other storage, create a new AuditSink",
             field=".stream.storage",
             transition=True,
         ),

@@ -19,10 +19,14 @@ from llm_infra.api._model import ApiModel, KeyedBy, Rule, UniqueItems
 from llm_infra.api._resource import CrdInfo, PrinterColumn, Resource, ResourceStatus
 from llm_infra.api.v1alpha1._common import (
     Duration,
+    LabelKey,
     LabelSelector,
+    LabelValue,
     Name,
+    ObjectName,
     SecretKeyRef,
     SecretRef,
+    cel_duration_ok,
     duration_seconds,
 )
 
@@ -37,6 +41,13 @@ ConfigKey = Annotated[str, Field(min_length=1, max_length=253, pattern=r"^[-._a-
 JsonPointer = Annotated[str, Field(pattern=r"^(/([^/~]|~[01])*)+$", max_length=512)]
 """An RFC 6901 JSON pointer to a value of the merged configuration, e.g. /database/password."""
 
+MountPath = Annotated[
+    str,
+    Field(min_length=1, max_length=256, pattern=r"^[A-Za-z0-9_.-]+(/[A-Za-z0-9_.-]+)*$"),
+]
+"""Where an OpenBao/Vault engine or auth method is mounted: path segments, no leading or trailing
+/."""
+
 Url = Annotated[str, Field(pattern=r"^https?://[^\s/]+(/\S*)?$", max_length=2048)]
 
 MIN_REFRESH = "10s"
@@ -49,7 +60,7 @@ def _exactly_one(*values: object) -> bool:
 class ConfigMapKeyRef(ApiModel):
     """A key of a ConfigMap in the object's namespace."""
 
-    name: Name
+    name: ObjectName
     """Name of the ConfigMap."""
     key: ConfigKey
     """Key within the ConfigMap."""
@@ -58,7 +69,7 @@ class ConfigMapKeyRef(ApiModel):
 class ConfigMapLayer(ApiModel):
     """Values from a ConfigMap in the object's namespace."""
 
-    name: Name
+    name: ObjectName
     """Name of the ConfigMap."""
     key: ConfigKey | None = None
     """A key whose value is a document parsed as `format`; when unset, the ConfigMap's keys become
@@ -70,7 +81,7 @@ class ConfigMapLayer(ApiModel):
 class SecretLayer(ApiModel):
     """Values from a Secret in the object's namespace."""
 
-    name: Name
+    name: ObjectName
     """Name of the Secret."""
     key: ConfigKey | None = None
     """A key whose value is a document parsed as `format`; when unset, the Secret's keys become
@@ -84,9 +95,19 @@ class VaultKubernetesAuth(ApiModel):
 
     role: str = Field(min_length=1, max_length=256)
     """Role of the Kubernetes auth method to log in as."""
-    mount_path: str = Field("kubernetes", min_length=1, max_length=256, pattern=r"^[^/\s]\S*$")
+    rules: ClassVar = (
+        Rule(
+            cel="!has(self.mountPath) || !self.mountPath.startsWith('auth/')",
+            message="mountPath is the auth method's mount without auth/ (e.g. kubernetes, not"
+            " auth/kubernetes): remove the auth/ prefix",
+            field=".mountPath",
+            check=lambda k: not k.mount_path.startswith("auth/"),
+        ),
+    )
+
+    mount_path: MountPath = "kubernetes"
     """Mount path of the Kubernetes auth method, without auth/ (e.g. kubernetes)."""
-    service_account_name: Name | None = None
+    service_account_name: ObjectName | None = None
     """Service account of the ConfigSource's namespace whose token is presented; `default` when
     unset (the operator never presents its own token to a server a ConfigSource names)."""
     audiences: Annotated[
@@ -117,14 +138,33 @@ class VaultAuth(ApiModel):
 class VaultLayer(ApiModel):
     """A secret of an OpenBao or Vault KV version 2 engine."""
 
+    rules: ClassVar = (
+        Rule(
+            cel="!self.path.startsWith('data/') && !self.path.startsWith('metadata/')",
+            message="path is below the KV v2 engine's data/ (e.g. apps/checkout, not"
+            " data/apps/checkout): remove the data/ or metadata/ prefix",
+            field=".path",
+            check=lambda v: not v.path.startswith(("data/", "metadata/")),
+        ),
+        Rule(
+            cel="!has(self.mount)"
+            " || (!self.mount.endsWith('/data') && !self.mount.endsWith('/metadata'))",
+            message="mount is the KV v2 engine's mount path (e.g. secret, not secret/data):"
+            " remove the /data suffix",
+            field=".mount",
+            check=lambda v: not v.mount.endswith(("/data", "/metadata")),
+        ),
+    )
+
     address: Url
     """Base URL of the server, e.g. https://openbao.openbao.svc:8200."""
     namespace: str | None = Field(None, min_length=1, max_length=256)
     """OpenBao/Vault Enterprise namespace, if the engine lives in one."""
-    mount: str = Field("secret", min_length=1, max_length=256, pattern=r"^[^/\s]\S*$")
-    """Mount path of the KV v2 engine."""
+    mount: MountPath = "secret"
+    """Mount path of the KV v2 engine, e.g. secret (not secret/data)."""
     path: str = Field(min_length=1, max_length=1024, pattern=r"^[^/\s]\S*$")
-    """Path of the secret below the mount, e.g. apps/checkout (no data/ prefix)."""
+    """Path of the secret below the mount, e.g. apps/checkout (no data/ prefix: the KV v2 API
+    adds it)."""
     key: str | None = Field(None, min_length=1, max_length=256)
     """Only this key of the secret's data, as a top-level key of the layer; all keys when unset."""
     version: int | None = Field(None, ge=1)
@@ -196,9 +236,9 @@ class ConfigSchema(ApiModel):
 class Target(ApiModel):
     """Where the merged configuration is written."""
 
-    config_map_name: Name | None = None
+    config_map_name: ObjectName | None = None
     """ConfigMap receiving the non-sensitive values; metadata.name when unset."""
-    secret_name: Name | None = None
+    secret_name: ObjectName | None = None
     """Secret receiving the values at sensitiveKeys; metadata.name when unset."""
     format: TargetFormat = "json"
     """How the configuration is written: one json or yaml document, or env (one KEY=value per leaf,
@@ -206,9 +246,9 @@ class Target(ApiModel):
     key: ConfigKey | None = None
     """Key of the document in the ConfigMap and Secret; config.json or config.yaml when unset;
     ignored for env, which writes one key per leaf."""
-    labels: dict[str, str] = Field(default_factory=dict, max_length=32)
-    """Labels added to the ConfigMap and Secret."""
-    annotations: dict[str, str] = Field(default_factory=dict, max_length=32)
+    labels: dict[LabelKey, LabelValue] = Field(default_factory=dict, max_length=32)
+    """Labels added to the ConfigMap and Secret: label keys and values, as Kubernetes requires."""
+    annotations: dict[LabelKey, str] = Field(default_factory=dict, max_length=32)
     """Annotations added to the ConfigMap and Secret."""
     deletion_policy: Literal["Delete", "Retain"] = "Delete"
     """What happens to the ConfigMap and Secret when this resource is deleted."""
@@ -220,7 +260,7 @@ class Refresh(ApiModel):
     rules: ClassVar = (
         Rule(
             # has(): the API server checks the default {} against the rule before filling it.
-            cel="!has(self.interval) || !self.interval.matches('^([0-9]+([.][0-9]+)?(ms|s|m|h))+$')"
+            cel=f"!has(self.interval) || !{cel_duration_ok('self.interval')}"
             f" || duration(self.interval) >= duration('{MIN_REFRESH}')",
             message=f"refresh interval must be at least {MIN_REFRESH}",
             field=".interval",
@@ -303,9 +343,9 @@ class ConfigSourceStatus(ResourceStatus):
     """SHA-256 (hex) of the merged configuration last read (valid or not)."""
     last_good_hash: str | None = Field(None, pattern=r"^[a-f0-9]{64}$")
     """SHA-256 (hex) of the configuration published now: the last one that validated."""
-    config_map_name: Name | None = None
+    config_map_name: ObjectName | None = None
     """ConfigMap holding the published plain values."""
-    secret_name: Name | None = None
+    secret_name: ObjectName | None = None
     """Secret holding the published sensitive values, when there are any."""
     version: int | None = Field(None, ge=0)
     """Incremented each time the merged configuration changes."""
@@ -319,8 +359,22 @@ class ConfigSourceStatus(ResourceStatus):
     """When the sources were last read."""
 
 
+MAX_NAME = 63
+"""A ConfigSource's name is a label value of what it writes (`infra.llmdevops.io/configsource`)."""
+
+
 class ConfigSource(Resource):
     """An app configuration merged from layers, reconciled by the llm-infra operator."""
+
+    rules: ClassVar = (
+        Rule(
+            cel=f"size(self.metadata.name) <= {MAX_NAME}",
+            message=f"metadata.name of a ConfigSource must be at most {MAX_NAME} characters: the"
+            " ConfigMap and Secret it writes carry it as a label value; choose a shorter name",
+            field=".metadata.name",
+            check=lambda c: c.metadata.name is None or len(c.metadata.name) <= MAX_NAME,
+        ),
+    )
 
     crd: ClassVar = CrdInfo(
         kind="ConfigSource",

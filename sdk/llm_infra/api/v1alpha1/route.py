@@ -16,7 +16,13 @@ from pydantic import Field
 
 from llm_infra.api._model import ApiModel, KeyedBy, Rule, UniqueItems
 from llm_infra.api._resource import CrdInfo, PrinterColumn, Resource, ResourceStatus
-from llm_infra.api.v1alpha1._common import Duration, Name, SecretKeyRef
+from llm_infra.api.v1alpha1._common import (
+    Duration,
+    Name,
+    SecretKeyRef,
+    cel_duration_at_most,
+    duration_seconds,
+)
 
 Provider = Literal["openai", "azure-openai", "anthropic", "vllm", "ollama", "openai-compatible"]
 Strategy = Literal["weighted", "latency", "least-inflight", "cost"]
@@ -24,8 +30,9 @@ ErrorClass = Literal["rate_limited", "server_error", "timeout", "context_window"
 HeaderMatchType = Literal["Exact", "RegularExpression"]
 RateLimitScope = Literal["route", "key", "tenant"]
 
-# Providers with no well-known public endpoint: the target must say where the server is.
-SELF_HOSTED: tuple[str, ...] = ("vllm", "ollama", "openai-compatible")
+# Providers with no well-known public endpoint: the target must say where the server is
+# (an Azure OpenAI endpoint is the user's own resource, https://<resource>.openai.azure.com).
+SELF_HOSTED: tuple[str, ...] = ("azure-openai", "vllm", "ollama", "openai-compatible")
 
 ModelName = Annotated[str, Field(min_length=1, max_length=256)]
 HEADER_NAME = r"^[A-Za-z0-9!#$%&'*+.^_`|~-]+$"
@@ -79,8 +86,9 @@ class Target(ApiModel):
 
     rules: ClassVar = (
         Rule(
-            cel="!(self.provider in ['vllm', 'ollama', 'openai-compatible']) || has(self.endpoint)",
-            message="providers vllm, ollama and openai-compatible require an endpoint",
+            cel=f"!(self.provider in {list(SELF_HOSTED)}) || has(self.endpoint)",
+            message="providers azure-openai, vllm, ollama and openai-compatible require an"
+            " endpoint (theirs has no public default): set endpoint",
             field=".endpoint",
             check=lambda t: t.provider not in SELF_HOSTED or t.endpoint is not None,
         ),
@@ -91,8 +99,9 @@ class Target(ApiModel):
     provider: Provider
     """API flavour of the provider."""
     endpoint: str | None = Field(None, pattern=r"^https?://[^\s/]+(/.*)?$", max_length=2048)
-    """Base URL of the provider's API, e.g. http://vllm.models.svc:8000/v1; the provider's public
-    endpoint when unset. Required for vllm, ollama and openai-compatible."""
+    """Base URL of the provider's API, e.g. http://vllm.models.svc:8000/v1 or
+    https://<resource>.openai.azure.com; the provider's public endpoint when unset. Required for
+    azure-openai, vllm, ollama and openai-compatible."""
     model: ModelName
     """Model name sent to the provider (for azure-openai, the deployment name)."""
     api_version: str | None = Field(None, min_length=1, max_length=64)
@@ -136,8 +145,17 @@ class Fallback(ApiModel):
 class Backoff(ApiModel):
     """Exponential backoff between retries."""
 
+    rules: ClassVar = (
+        Rule(
+            cel=cel_duration_at_most("initial", "max"),
+            message="initial must not be longer than max: lower initial or raise max",
+            field=".initial",
+            check=lambda b: duration_seconds(b.initial) <= duration_seconds(b.max),
+        ),
+    )
+
     initial: Duration = "250ms"
-    """Wait before the first retry."""
+    """Wait before the first retry; at most max."""
     max: Duration = "10s"
     """Longest wait between retries."""
     multiplier: float = Field(2.0, ge=1.0, le=10.0)
@@ -199,10 +217,23 @@ class Cooldown(ApiModel):
 class Timeouts(ApiModel):
     """Timeouts of a request through the route."""
 
+    rules: ClassVar = (
+        Rule(
+            cel=cel_duration_at_most("firstToken", "request"),
+            message="firstToken must not be longer than request (the whole request's timeout):"
+            " lower firstToken or raise request",
+            field=".firstToken",
+            check=lambda t: (
+                t.first_token is None
+                or duration_seconds(t.first_token) <= duration_seconds(t.request)
+            ),
+        ),
+    )
+
     request: Duration = "60s"
     """Whole request, retries and fallbacks included."""
     first_token: Duration | None = None
-    """Time to the first streamed token; a slower target counts as a timeout."""
+    """Time to the first streamed token; a slower target counts as a timeout. At most request."""
 
 
 class RouteSpec(ApiModel):

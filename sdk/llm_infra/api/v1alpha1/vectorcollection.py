@@ -40,13 +40,21 @@ class EmbeddedBackend(ApiModel):
 
 
 class Backend(ApiModel):
-    """Where the collection lives: exactly one of qdrant or embedded."""
+    """Where the collection lives: exactly one of qdrant or embedded. Which one is immutable."""
 
     rules: ClassVar = (
         Rule(
             cel="has(self.qdrant) != has(self.embedded)",
             message="set exactly one of qdrant or embedded",
             check=lambda b: (b.qdrant is None) != (b.embedded is None),
+        ),
+        Rule(
+            cel="has(self.qdrant) == has(oldSelf.qdrant)"
+            " && has(self.embedded) == has(oldSelf.embedded)",
+            message="the backend (qdrant or embedded) is immutable: the points stay where they are;"
+            " to move them, create a new VectorCollection on the other backend and move an alias"
+            " to it",
+            transition=True,
         ),
     )
 
@@ -57,12 +65,30 @@ class Backend(ApiModel):
 
 
 class VectorParams(ApiModel):
-    """Shape of the vectors stored in the collection."""
+    """Shape of the vectors stored in the collection; size and distance are immutable."""
+
+    rules: ClassVar = (
+        Rule(
+            cel="self.size == oldSelf.size",
+            message="size is immutable: the collection's points have this many dimensions; for"
+            " another size, create a new VectorCollection, fill it, and move an alias to it",
+            field=".size",
+            transition=True,
+        ),
+        Rule(
+            cel="!has(oldSelf.distance)"
+            " || (has(self.distance) && self.distance == oldSelf.distance)",
+            message="distance is immutable: the index was built for it; for another distance,"
+            " create a new VectorCollection, fill it, and move an alias to it",
+            field=".distance",
+            transition=True,
+        ),
+    )
 
     size: Dimensions
-    """Number of dimensions; must equal the embedding model's."""
+    """Number of dimensions; must equal the embedding model's. Immutable."""
     distance: Distance = "Cosine"
-    """Similarity measure."""
+    """Similarity measure. Immutable."""
     datatype: Datatype = "float32"
     """Storage type of each component."""
     on_disk: bool = False
@@ -194,9 +220,28 @@ class VectorCollectionSpec(ApiModel):
             check=lambda s: s.tier is None or s.quantization is None,
         ),
         Rule(
+            cel="!has(self.collectionName) || !has(self.aliases)"
+            " || !(self.collectionName in self.aliases)",
+            message="an alias must not be the collection's own name: remove it from aliases",
+            field=".aliases",
+            check=lambda s: s.collection_name not in s.aliases,
+        ),
+        Rule(
+            cel="!has(self.backend) || !has(self.backend.embedded)"
+            " || ((!has(self.shards) || self.shards == 1)"
+            " && (!has(self.replicas) || self.replicas == 1))",
+            message="shards and replicas apply to a Qdrant server only: the embedded core keeps"
+            " one shard and one copy; remove them",
+            field=".shards",
+            check=lambda s: (
+                s.backend is None or s.backend.embedded is None or (s.shards, s.replicas) == (1, 1)
+            ),
+        ),
+        Rule(
             cel="has(self.collectionName) == has(oldSelf.collectionName)"
             " && (!has(self.collectionName) || self.collectionName == oldSelf.collectionName)",
-            message="collectionName is immutable",
+            message="collectionName is immutable: the collection keeps its engine name; to reach"
+            " it under another name add an alias, or create a new VectorCollection",
             field=".collectionName",
             transition=True,
         ),
@@ -232,15 +277,15 @@ class VectorCollectionSpec(ApiModel):
     )
     """Payload fields to index, one entry per field."""
     shards: int = Field(1, ge=1, le=1024)
-    """Number of shards (Qdrant server only)."""
+    """Number of shards (Qdrant server only: the embedded backend refuses any but 1)."""
     replicas: int = Field(1, ge=1, le=16)
-    """Copies of each shard (Qdrant server only)."""
+    """Copies of each shard (Qdrant server only: the embedded backend refuses any but 1)."""
     aliases: Annotated[
         list[Annotated[str, Field(pattern=r"^[a-zA-Z0-9_-]+$", max_length=255)]],
         Field(max_length=16),
         UniqueItems(),
     ] = Field(default_factory=list)
-    """Other names clients may use for the collection."""
+    """Other names clients may use for the collection; never the collection's own name."""
     deletion_policy: Literal["Retain", "Delete"] = "Retain"
     """What happens to the Qdrant collection when this resource is deleted."""
 
@@ -291,6 +336,26 @@ class VectorCollectionStatus(ResourceStatus):
 
 class VectorCollection(Resource):
     """A vector collection in Qdrant, reconciled by the llm-infra operator."""
+
+    rules: ClassVar = (
+        # In the embedded core the collection is named after the resource (spec's rules cannot
+        # read metadata); on a Qdrant server the default <namespace>.<name> holds a dot, which
+        # no alias does.
+        Rule(
+            cel="has(self.spec.collectionName) || !has(self.spec.backend)"
+            " || !has(self.spec.backend.embedded) || !has(self.spec.aliases)"
+            " || !(self.metadata.name in self.spec.aliases)",
+            message="an alias must not be the collection's own name (in the embedded backend,"
+            " metadata.name): remove it from spec.aliases",
+            field=".spec.aliases",
+            check=lambda vc: (
+                vc.spec.collection_name is not None
+                or vc.spec.backend is None
+                or vc.spec.backend.embedded is None
+                or vc.metadata.name not in vc.spec.aliases
+            ),
+        ),
+    )
 
     crd: ClassVar = CrdInfo(
         kind="VectorCollection",
