@@ -516,12 +516,14 @@ class AuditService:
                 )
                 if refused := next((c for c in claims if isinstance(c, BaseException)), None):
                     raise refused
+                stored_seqs = [c for c in claims if not isinstance(c, BaseException)]
                 remembering: list[asyncio.Task[int]] = []
                 try:
-                    for (event, digest), claim in zip(kept, claims, strict=True):
-                        assert not isinstance(claim, BaseException)  # raised above
+                    for (event, digest), stored_seq in zip(kept, stored_seqs, strict=True):
                         records.append(
-                            await self._append_one(state, event, digest, claim, remembering)
+                            await self._append_one(
+                                seen, state, event, digest, stored_seq, remembering
+                            )
                         )
                 finally:
                     # Each record's seq goes to the seen-ids bucket while the next one is
@@ -556,6 +558,7 @@ class AuditService:
 
     async def _append_one(
         self,
+        seen: KeyValue,
         state: _AuditSink,
         event: audit.AuditEvent,
         digest: str,
@@ -568,7 +571,6 @@ class AuditService:
             record = await state.log.append(event, headers={DIGEST_HEADER: digest})
         except _Duplicate:
             record = await self._stored(state, event.id, digest)
-        seen = await self._seen_ids()
         key = seen_key(state.stream, event.id)
         remembering.append(asyncio.create_task(seen.put(key, f"{digest} {record.seq}".encode())))
         return record
