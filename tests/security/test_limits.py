@@ -2,8 +2,8 @@
 
 Each attack runs as bounded loops of raw sockets against `llm-infra up`, while a
 well-behaved tenant keeps calling the API; its p99 under attack must stay within
-5x its p99 unloaded (a ratio, measured in the same run: never an absolute time),
-and the server's RSS under `RSS_BOUND` (docs/security.md). Findings of the attack
+5x its p99 unloaded (a ratio, measured in alternating rounds of the same run: never
+an absolute time), and the server's RSS under `RSS_BOUND` (docs/security.md). Findings of the attack
 on the control plane: 4 (header size), 5 (body size, body before authentication),
 10 (argon2 flood), 13 (slowloris), 20 (two Authorization headers).
 """
@@ -11,10 +11,10 @@ on the control plane: 4 (header size), 5 (body size, body before authentication)
 from __future__ import annotations
 
 import contextlib
+import functools
 import multiprocessing
 import socket
 import statistics
-import threading
 import time
 from collections.abc import Callable, Iterator
 from typing import Any
@@ -27,40 +27,128 @@ from tests.security.conftest import LIMITS, UpServer, serving
 RATIO = 5.0
 RSS_BOUND = 512 * 1024 * 1024
 """The bound docs/security.md states for a control plane under these attacks."""
-SAMPLES = 200
+ROUNDS = 5
+SAMPLES = 100
+"""The bystander's calls per round, alone and then under attack (500 of each in all)."""
 GUESS_PAUSE = 0.2
 CONFIGS = "/v1/namespaces/team-a/configs"
 POINTS = "/v1/namespaces/team-a/collections/docs/points"
 
 
-def _p99(up_server: UpServer, samples: int = SAMPLES) -> float:
+def _p99s(
+    up_server: UpServer, attack: Callable[[], contextlib.AbstractContextManager[Any]]
+) -> tuple[float, float]:
+    """The bystander's p99 alone and while `attack()` is entered, in alternating rounds.
+
+    Alternating cancels drift (another process on the machine, a warming cache) that two
+    long measurements one after the other would count as the attack's; pooling the rounds
+    makes p99 the 5th-slowest of 500 calls rather than the 2nd of 200, which one scheduler
+    hiccup can move.
+    """
+    alone: list[float] = []
+    attacked: list[float] = []
+    for _ in range(ROUNDS):
+        alone += _latencies(up_server)
+        with attack():
+            attacked += _latencies(up_server)
+    return _p99(alone), _p99(attacked)
+
+
+def _latencies(up_server: UpServer) -> list[float]:
+    # A client per round: an idle connection of the last round may have been closed to make
+    # room for the slow clients of this one (max_connections), as the server promises.
     with httpx.Client(base_url=up_server.url, headers=up_server.headers("reader-a")) as http:
         http.get(CONFIGS).raise_for_status()  # connected and the key verified
         times = []
-        for _ in range(samples):
+        for _ in range(SAMPLES):
             start = time.perf_counter()
             assert http.get(CONFIGS).status_code == 200
             times.append(time.perf_counter() - start)
+    return times
+
+
+def _p99(times: list[float]) -> float:
     return statistics.quantiles(times, n=100)[98]
 
 
+class _Attackers:
+    """`workers` processes running `step(*args)` over and over while the attack is on.
+
+    Processes, not threads: an attacking thread would share the measuring client's GIL, and
+    its 5 ms switch interval would show up in the bystander's p99 as if the server had stalled.
+    Between rounds the attack is paused, not stopped: the processes (and their imports) stay.
+    """
+
+    def __init__(self, step: Callable[..., object], *args: Any, workers: int) -> None:
+        context = multiprocessing.get_context("spawn")
+        self._workers = workers
+        self._on, self._stop = context.Event(), context.Event()
+        # A step runs holding one of `workers` permits: taking them all waits out the steps
+        # under way, so "paused" means no attacker is sending.
+        self._permits = context.Semaphore(workers)
+        ready = context.Semaphore(0)
+        self._processes = [
+            context.Process(
+                target=_attacker,
+                args=(step, args, ready, self._on, self._permits, self._stop),
+                daemon=True,
+            )
+            for _ in range(workers)
+        ]
+        for process in self._processes:
+            process.start()
+        for _ in self._processes:  # every attacker has started (imports done)
+            assert ready.acquire(timeout=60)
+        self._pause()
+
+    def _pause(self) -> None:
+        self._on.clear()
+        for _ in range(self._workers):
+            assert self._permits.acquire(timeout=30)
+
+    @contextlib.contextmanager
+    def on(self) -> Iterator[None]:
+        for _ in range(self._workers):
+            self._permits.release()
+        self._on.set()
+        try:
+            time.sleep(0.1)  # every attacker is sending before the bystander measures
+            yield
+        finally:
+            self._pause()
+
+    def close(self) -> None:
+        self._stop.set()
+        for _ in range(self._workers):
+            self._permits.release()
+        self._on.set()
+        for process in self._processes:
+            process.join(timeout=30)
+        assert all(process.exitcode == 0 for process in self._processes)
+
+
+def _attacker(
+    step: Callable[..., object], args: tuple[Any, ...], ready: Any, on: Any, permits: Any, stop: Any
+) -> None:
+    ready.release()
+    while not stop.is_set():
+        on.wait()
+        with permits:
+            if on.is_set() and not stop.is_set():
+                step(*args)
+
+
 @contextlib.contextmanager
-def _attacking(attack: Callable[[threading.Event], None], workers: int) -> Iterator[None]:
-    stop = threading.Event()
-    threads = [threading.Thread(target=attack, args=(stop,), daemon=True) for _ in range(workers)]
-    for thread in threads:
-        thread.start()
+def _attackers(step: Callable[..., object], *args: Any, workers: int) -> Iterator[_Attackers]:
+    attackers = _Attackers(step, *args, workers=workers)
     try:
-        time.sleep(0.2)  # the attack is under way before we measure
-        yield
+        yield attackers
     finally:
-        stop.set()
-        for thread in threads:
-            thread.join(timeout=30)
+        attackers.close()
 
 
-def _connect(up_server: UpServer) -> socket.socket:
-    return socket.create_connection(("127.0.0.1", up_server.port), timeout=10)
+def _connect(port: int) -> socket.socket:
+    return socket.create_connection(("127.0.0.1", port), timeout=10)
 
 
 def _answer(sock: socket.socket) -> bytes:
@@ -79,37 +167,43 @@ def _status(answer: bytes) -> int:
 # -- 4: header size --------------------------------------------------------------------------
 
 
-def _huge_header(up_server: UpServer, stop: threading.Event | None = None) -> bytes:
+def _huge_header(port: int) -> bytes:
     """Sends up to 64 MiB of one header; returns what the server answered."""
-    with _connect(up_server) as sock:
+    with _connect(port) as sock:
         sock.sendall(b"GET /healthz HTTP/1.1\r\nHost: x\r\nX-Big: ")
         chunk = b"a" * 65536
         with contextlib.suppress(ConnectionError):
             for _ in range(1024):
-                if stop is not None and stop.is_set():
-                    break
                 sock.sendall(chunk)
         return _answer(sock)
 
 
 def test_a_huge_header_gets_431_at_the_limit(up_server: UpServer) -> None:
-    answer = _huge_header(up_server)
+    answer = _huge_header(up_server.port)
     assert _status(answer) == 431
     assert b"max_header_bytes" in answer
 
 
+HEADER_PAUSE = 0.01
+
+
+def _huge_headers(port: int) -> None:
+    """One attacker's step: a huge header, then a pause.
+
+    The pause keeps this the attack of finding 4 (before the fix, one such header stalled
+    every client for seconds), not a flood of connections as fast as two cores can open
+    them, which costs the server ~0.2 ms each however it answers (that is for a connection
+    rate limit in front of it, docs/security.md).
+    """
+    _huge_header(port)
+    time.sleep(HEADER_PAUSE)
+
+
 def test_huge_headers_do_not_stall_other_tenants(up_server: UpServer) -> None:
-    unloaded = _p99(up_server)
-
-    def attack(stop: threading.Event) -> None:
-        while not stop.is_set():
-            _huge_header(up_server, stop)
-
-    with _attacking(attack, workers=2):
-        loaded = _p99(up_server)
-        rss = up_server.rss_bytes()
+    with _attackers(_huge_headers, up_server.port, workers=2) as attackers:
+        unloaded, loaded = _p99s(up_server, attackers.on)
     assert loaded <= RATIO * unloaded, (unloaded, loaded)
-    assert rss < RSS_BOUND
+    assert up_server.rss_bytes() < RSS_BOUND
 
 
 # -- 5: body size, and authentication before the body ----------------------------------------
@@ -122,7 +216,7 @@ def _head_only(
     lines = [f"POST {path} HTTP/1.1", "Host: x", "Content-Type: application/json"]
     lines += [f"{name}: {value}" for name, value in headers.items()]
     lines.append(f"Content-Length: {length}")
-    with _connect(up_server) as sock:
+    with _connect(up_server.port) as sock:
         sock.sendall(("\r\n".join(lines) + "\r\n\r\n").encode())
         sock.settimeout(5)
         return _answer(sock)
@@ -196,7 +290,7 @@ def test_two_authorization_headers_are_refused(up_server: UpServer) -> None:
 
 
 def _half_sent(up_server: UpServer) -> socket.socket:
-    sock = _connect(up_server)
+    sock = _connect(up_server.port)
     sock.sendall(b"GET /healthz HTTP/1.1\r\nHost: x\r\nX-Slow: ")
     return sock
 
@@ -207,20 +301,26 @@ def test_a_half_sent_request_is_closed_after_the_header_timeout(up_server: UpSer
         assert sock.recv(1) == b""  # closed by the server, nothing answered
 
 
-def _p99_under_slow_clients(server: UpServer, clients: int) -> tuple[float, float]:
-    """The bystander's p99 alone, then while `clients` half-sent requests are held open."""
-    unloaded = _p99(server)
-    slow = [_half_sent(server) for _ in range(clients)]
-    try:
-        return unloaded, _p99(server)
-    finally:
-        for sock in slow:
-            sock.close()
+def _p99s_under_slow_clients(server: UpServer, clients: int) -> tuple[float, float]:
+    """The bystander's p99 alone and while `clients` half-sent requests are held open."""
+
+    @contextlib.contextmanager
+    def holding() -> Iterator[None]:
+        # Each round opens its own: the server closes a half-sent request after
+        # header_timeout, longer than a round takes.
+        slow = [_half_sent(server) for _ in range(clients)]
+        try:
+            yield
+        finally:
+            for sock in slow:
+                sock.close()
+
+    return _p99s(server, holding)
 
 
 def test_slow_clients_beyond_the_connection_limit_lock_nobody_out(up_server: UpServer) -> None:
     clients = int(LIMITS["max_connections"]) + 20
-    unloaded, loaded = _p99_under_slow_clients(up_server, clients)
+    unloaded, loaded = _p99s_under_slow_clients(up_server, clients)
     assert loaded <= RATIO * unloaded, (unloaded, loaded)
 
 
@@ -237,51 +337,42 @@ def test_slow_clients_past_the_open_files_limit_lock_nobody_out(
     # could accept no one (EMFILE) while the slow ones held every descriptor.
     limits = {name: value for name, value in LIMITS.items() if name != "max_connections"}
     with serving(tmp_path_factory.mktemp("cp-few-files"), limits, OPEN_FILES) as server:
-        unloaded, loaded = _p99_under_slow_clients(server, OPEN_FILES + 44)
+        unloaded, loaded = _p99s_under_slow_clients(server, OPEN_FILES + 44)
     assert loaded <= RATIO * unloaded, (unloaded, loaded)
 
 
 # -- 10: argon2 flood ------------------------------------------------------------------------
 
 
-def _guess(url: str, guesses: list[str], ready: Any, stop: Any) -> None:
-    """One guessing client (a process of its own: the measuring client keeps its GIL)."""
-    with httpx.Client(base_url=url) as http:
-        http.get("/healthz")
-        ready.release()
-        while not stop.is_set():
-            for guess in guesses:
-                answer = http.get(CONFIGS, headers={"Authorization": f"Bearer {guess}"})
-                assert answer.status_code in (401, 429)
-                stop.wait(GUESS_PAUSE)
+@functools.cache
+def _client(url: str) -> httpx.Client:
+    """The attacker process's one client (building one costs ~10 ms of CPU: not per step)."""
+    return httpx.Client(base_url=url)
+
+
+def _guess(url: str, guesses: list[str]) -> None:
+    """One guessing client's step: each guess once, paced."""
+    for guess in guesses:
+        answer = _client(url).get(CONFIGS, headers={"Authorization": f"Bearer {guess}"})
+        assert answer.status_code in (401, 429)
+        time.sleep(GUESS_PAUSE)
 
 
 def test_guessing_keys_neither_slows_tenants_nor_takes_memory(up_server: UpServer) -> None:
     known_id = up_server.keys["admin-b"].split("_")[1]
     guesses = [f"llmi_{'0' * 16}_{'x' * 43}", f"llmi_{known_id}_{'x' * 43}"]
-    unloaded = _p99(up_server)
+    # The bystander signs in first: once its address (the guessers', on loopback) is past the
+    # failure limit, a key not yet verified waits like theirs (docs/security.md).
+    httpx.get(up_server.url + CONFIGS, headers=up_server.headers("reader-a")).raise_for_status()
     # 16 clients x 5 guesses a second: before the fix, 4 cores' worth of argon2id.
-    context = multiprocessing.get_context("spawn")
-    ready, stop = context.Semaphore(0), context.Event()
-    guessers = [
-        context.Process(target=_guess, args=(up_server.url, guesses, ready, stop))
-        for _ in range(16)
-    ]
-    for guesser in guessers:
-        guesser.start()
-    try:
-        for _ in guessers:  # every guesser has started (imports done) and is sending
-            assert ready.acquire(timeout=60)
-        time.sleep(0.5)
-        loaded = _p99(up_server)
-        rss = up_server.rss_bytes()
-    finally:
-        stop.set()
-        for guesser in guessers:
-            guesser.join(timeout=30)
-    assert all(guesser.exitcode == 0 for guesser in guessers)
+    with _attackers(_guess, up_server.url, guesses, workers=16) as attackers:
+        with attackers.on():
+            # The first guesses of each minute are checked (auth_failures_per_minute): spent
+            # here, the bystander then measures what lasts, the refusals before any check.
+            time.sleep(1.0)
+        unloaded, loaded = _p99s(up_server, attackers.on)
     assert loaded <= RATIO * unloaded, (unloaded, loaded)
-    assert rss < RSS_BOUND
+    assert up_server.rss_bytes() < RSS_BOUND
     # The guesser's address is now refused before any check, with a delay to wait.
     with httpx.Client(base_url=up_server.url) as http:
         refused = http.get(CONFIGS, headers={"Authorization": f"Bearer {guesses[1]}"})
