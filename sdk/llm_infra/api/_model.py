@@ -10,11 +10,12 @@ on both sides.
 from __future__ import annotations
 
 import datetime
+import functools
 import json
 from abc import ABC, abstractmethod
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
-from typing import Any, ClassVar, Self
+from typing import Annotated, Any, ClassVar, Self, get_args, get_origin
 
 from pydantic import (
     BaseModel,
@@ -112,7 +113,7 @@ class ApiModel(BaseModel):
         manifest's). `model_validate` stays lax for what our own code hands over (the
         API server's answers, the control plane's requests), which is already typed.
         """
-        text = json.dumps(manifest, default=_yaml_scalar)
+        text = json.dumps(_prune_nulls(cls, _as_kubectl_sends(manifest)), default=_yaml_scalar)
         return cls.model_validate_json(text, strict=True, by_alias=True, by_name=False)
 
     @model_validator(mode="after")
@@ -136,6 +137,84 @@ class ApiModel(BaseModel):
     def to_wire(self) -> dict[str, Any]:
         """The object as the API server stores it: camelCase keys, unset optionals left out."""
         return self.model_dump(mode="json", by_alias=True, exclude_none=True)
+
+
+_GO_EXPONENT_FROM = 1e21
+"""Go's JSON encoder writes a float at least this large with an exponent (1e+21)."""
+
+
+def _as_kubectl_sends(value: Any) -> Any:
+    """`value` as kubectl sends a YAML manifest: a whole float (8.0) written as an integer.
+
+    kubectl reads YAML into Go values and writes them as JSON, where float64(8) is `8`; so
+    `size: 8.0` in a YAML file reaches the API server as 8, an integer. (A client that posts
+    JSON `8.0` itself gets it refused at the field: every integer field has a rule.)
+    """
+    if isinstance(value, float) and value.is_integer() and abs(value) < _GO_EXPONENT_FROM:
+        return int(value)
+    if isinstance(value, Mapping):
+        return {key: _as_kubectl_sends(item) for key, item in value.items()}
+    if isinstance(value, list | tuple):
+        return [_as_kubectl_sends(item) for item in value]
+    return value
+
+
+def _prune_nulls(model: type[BaseModel], data: Any) -> Any:
+    """`data` for `model` without the nulls the API server prunes before it checks anything.
+
+    The API server drops a null given to a field that is not nullable, then defaults it:
+    `replicas: null` is the default replicas there, so it is here too; so is a map entry
+    whose value is null. (A required field's null stays, and is refused on both sides.)
+    Done on the manifest, before parsing: a model validator on the way would make pydantic
+    read the rest as Python objects, not JSON, and refuse a JSON array for a tuple.
+    """
+    if not isinstance(data, Mapping):
+        return data
+    fields = _null_handling(model)
+    pruned = {}
+    for key, value in data.items():
+        found = fields.get(key)
+        if found is None:
+            pruned[key] = value
+            continue
+        prunable, nested = found
+        if value is None and prunable:
+            continue
+        pruned[key] = _prune_within(nested, value)
+    return pruned
+
+
+def _prune_within(annotation: Any, value: Any) -> Any:
+    origin, args = get_origin(annotation), get_args(annotation)
+    if origin is Annotated:
+        return _prune_within(args[0], value)
+    if isinstance(annotation, type) and issubclass(annotation, BaseModel):
+        return _prune_nulls(annotation, value)
+    if origin in (list, tuple) and isinstance(value, list) and args:
+        return [_prune_within(args[0], item) for item in value]
+    if origin is dict and isinstance(value, Mapping):
+        keep = _takes_none(args[1])
+        return {k: _prune_within(args[1], v) for k, v in value.items() if v is not None or keep}
+    if args and origin not in (list, tuple, dict):  # X | None
+        inner = [arg for arg in args if arg is not type(None)]
+        if len(inner) == 1:
+            return _prune_within(inner[0], value)
+    return value
+
+
+@functools.cache
+def _null_handling(model: type[BaseModel]) -> dict[str, tuple[bool, Any]]:
+    """Each key of `model` (alias and name): whether its null is pruned, and its annotation."""
+    fields = {}
+    for name, field in model.model_fields.items():
+        prunable = not field.is_required() and not _takes_none(field.annotation)
+        for key in {name, field.alias} - {None}:
+            fields[str(key)] = (prunable, field.annotation)
+    return fields
+
+
+def _takes_none(annotation: Any) -> bool:
+    return annotation is None or annotation is Any or type(None) in get_args(annotation)
 
 
 class _ListConstraint(ABC):

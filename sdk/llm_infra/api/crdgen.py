@@ -10,6 +10,7 @@ every `Rule` of a model as `x-kubernetes-validations` (CEL).
 from __future__ import annotations
 
 import argparse
+import json
 import sys
 import typing
 from collections.abc import Mapping
@@ -40,10 +41,15 @@ def structural(schema: Mapping[str, Any], defs: Mapping[str, Any]) -> dict[str, 
         inner = structural(variants[0], defs)
         node = {**inner, **{k: v for k, v in node.items() if k != "default" or v is not None}}
         node["nullable"] = True
-        if "enum" in node and None not in node["enum"]:
-            # The API server checks a null against the enum too: without null in it, it
-            # refuses the `null` that `nullable` (and the model) accept.
-            node["enum"] = [*node["enum"], None]
+        if "enum" in node:
+            # The API server checks a null against the enum too, and no null in an enum ever
+            # matches (its validator skips untyped values): a rule checks the values instead,
+            # and CEL rules skip a null.
+            values = [value for value in node.pop("enum") if value is not None]
+            node["x-kubernetes-validations"] = [
+                *node.get("x-kubernetes-validations", ()),
+                _enum_rule(values),
+            ]
     if "const" in node:
         node["enum"] = [node.pop("const")]
     if "examples" in node:  # OpenAPI 3.0, as CRDs take it, knows one `example`
@@ -59,6 +65,13 @@ def structural(schema: Mapping[str, Any], defs: Mapping[str, Any]) -> dict[str, 
         if node.get("minimum") == INT64_MIN:
             del node["minimum"]
         node["format"] = "int64"
+        # The OpenAPI type check takes 384.0 for an integer, which CEL (reading the field as
+        # int64) then fails on, as a type error in whichever rule reads it, and which the
+        # operator would read as a float. A rule on the field itself reads it, so a float is
+        # refused there, at its own path ("invalid data, expected int, got float64").
+        validations = node.get("x-kubernetes-validations", [])
+        if WHOLE_NUMBER not in validations:  # not twice: an Optional's inner node came here too
+            node["x-kubernetes-validations"] = [*validations, WHOLE_NUMBER]
     keys = node.pop("propertyNames", None)
     by_pattern = node.pop("patternProperties", None)
     if isinstance(by_pattern, Mapping):
@@ -97,6 +110,18 @@ def structural(schema: Mapping[str, Any], defs: Mapping[str, Any]) -> dict[str, 
             properties[name] = prop
         node["properties"] = properties
     return {k: v for k, v in node.items() if k not in _DROPPED}
+
+
+WHOLE_NUMBER = {
+    "rule": "type(self) == int",
+    "message": "must be a whole number written without a decimal point (384, not 384.0)",
+}
+"""The rule of every integer field (the API server reports its own error on a float)."""
+
+
+def _enum_rule(values: list[Any]) -> dict[str, str]:
+    shown = ", ".join(json.dumps(value) for value in values)
+    return {"rule": f"self in {json.dumps(values)}", "message": f"must be one of {shown}"}
 
 
 def _key_rule(keys: Mapping[str, Any]) -> dict[str, str]:
@@ -196,6 +221,8 @@ def describe_rules(node: dict[str, Any]) -> None:
     field, others on the object that holds them.
     """
     for rule in node.get("x-kubernetes-validations", ()):
+        if rule == WHOLE_NUMBER:
+            continue  # the field's type says it
         target = node
         for part in filter(None, (rule.get("fieldPath") or "").strip(".").split(".")):
             if part not in target.get("properties", {}):

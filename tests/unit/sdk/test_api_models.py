@@ -170,6 +170,8 @@ def test_explain_states_every_rule_where_it_applies(kind: type[Resource]) -> Non
     schema = crdgen.crd(kind)["spec"]["versions"][0]["schema"]["openAPIV3Schema"]
     for path, node in [("", schema), *_nodes(schema["properties"]["spec"], "spec")]:
         for rule in node.get("x-kubernetes-validations", ()):
+            if rule == crdgen.WHOLE_NUMBER:
+                continue  # every integer's: its type says it
             target = node
             for part in filter(None, rule.get("fieldPath", "").split(".")):
                 target = target["properties"][part]

@@ -12,6 +12,14 @@ from llm_infra.api._resource import DNS_LABEL, DNS_SUBDOMAIN
 
 LABEL_VALUE = r"^(([A-Za-z0-9][-A-Za-z0-9_.]*)?[A-Za-z0-9])?$"
 
+# Whitespace spelled out in every pattern: `\s` is ASCII to the API server (Go's regexp) and
+# Unicode to pydantic (Rust's regex), so "http://a\u00a0b" matched one and not the other.
+# These are Unicode's White_Space characters, the Unicode ones written as themselves (Go,
+# Rust and Python share no escape for them).
+SPACE = r"\t\n\v\f\r " + "\x85\xa0\u1680\u2000-\u200a\u2028\u2029\u202f\u205f\u3000"
+HTTP_URL = rf"^https?://[^{SPACE}/]+(/.*)?$"
+"""An http(s) URL with a host (and no whitespace in it)."""
+
 # A duration as Go and CEL write it, with each unit at most once and in order (h, m, s, ms),
 # and digits bounded: the largest one ("999999.9h999999.9m999999999.9s999999999999.9ms")
 # is under 180 years, so CEL's duration() can never overflow (Go durations end near 292

@@ -16,6 +16,8 @@ from pydantic import Field
 from llm_infra.api._model import ApiModel, KeyedBy, Rule, UniqueItems
 from llm_infra.api._resource import CrdInfo, PrinterColumn, Resource, ResourceStatus
 from llm_infra.api.v1alpha1._common import (
+    HTTP_URL,
+    SPACE,
     Duration,
     Name,
     SecretKeyRef,
@@ -148,7 +150,7 @@ class FileSink(ApiModel):
 class WebhookSink(ApiModel):
     """Events POSTed in batches to an HTTP endpoint."""
 
-    url: str = Field(pattern=r"^https?://[^\s/]+(/.*)?$", max_length=2048)
+    url: str = Field(pattern=HTTP_URL, max_length=2048)
     """Endpoint URL."""
     secret_ref: SecretKeyRef | None = None
     """Secret key holding the HMAC key that signs each batch (X-Signature header)."""
@@ -161,7 +163,7 @@ class WebhookSink(ApiModel):
 class ObjectStoreSink(ApiModel):
     """Events written in batches as objects to S3, GCS or a file URL."""
 
-    url: str = Field(pattern=r"^(s3|gs|file)://\S+$", max_length=2048)
+    url: str = Field(pattern=rf"^(s3|gs|file)://[^{SPACE}]+$", max_length=2048)
     """Bucket URL, e.g. s3://audit-archive or gs://audit-archive."""
     credentials_secret_ref: SecretRef | None = None
     """Secret holding the store's credentials; workload identity when unset."""

@@ -18,6 +18,7 @@ from pydantic import Field
 from llm_infra.api._model import ApiModel, KeyedBy, Rule, UniqueItems
 from llm_infra.api._resource import CrdInfo, PrinterColumn, Resource, ResourceStatus
 from llm_infra.api.v1alpha1._common import (
+    SPACE,
     Duration,
     LabelKey,
     LabelSelector,
@@ -48,7 +49,7 @@ MountPath = Annotated[
 """Where an OpenBao/Vault engine or auth method is mounted: path segments, no leading or trailing
 /."""
 
-Url = Annotated[str, Field(pattern=r"^https?://[^\s/]+(/\S*)?$", max_length=2048)]
+Url = Annotated[str, Field(pattern=rf"^https?://[^{SPACE}/]+(/[^{SPACE}]*)?$", max_length=2048)]
 
 MIN_REFRESH = "10s"
 
@@ -162,7 +163,7 @@ class VaultLayer(ApiModel):
     """OpenBao/Vault Enterprise namespace, if the engine lives in one."""
     mount: MountPath = "secret"
     """Mount path of the KV v2 engine, e.g. secret (not secret/data)."""
-    path: str = Field(min_length=1, max_length=1024, pattern=r"^[^/\s]\S*$")
+    path: str = Field(min_length=1, max_length=1024, pattern=rf"^[^/{SPACE}][^{SPACE}]*$")
     """Path of the secret below the mount, e.g. apps/checkout (no data/ prefix: the KV v2 API
     adds it)."""
     key: str | None = Field(None, min_length=1, max_length=256)

@@ -17,6 +17,7 @@ from pydantic import Field
 from llm_infra.api._model import ApiModel, KeyedBy, Rule, UniqueItems
 from llm_infra.api._resource import CrdInfo, PrinterColumn, Resource, ResourceStatus
 from llm_infra.api.v1alpha1._common import (
+    HTTP_URL,
     Duration,
     Name,
     SecretKeyRef,
@@ -98,7 +99,7 @@ class Target(ApiModel):
     """Name of the target, unique in the route; fallbacks and status refer to it."""
     provider: Provider
     """API flavour of the provider."""
-    endpoint: str | None = Field(None, pattern=r"^https?://[^\s/]+(/.*)?$", max_length=2048)
+    endpoint: str | None = Field(None, pattern=HTTP_URL, max_length=2048)
     """Base URL of the provider's API, e.g. http://vllm.models.svc:8000/v1 or
     https://<resource>.openai.azure.com; the provider's public endpoint when unset. Required for
     azure-openai, vllm, ollama and openai-compatible."""

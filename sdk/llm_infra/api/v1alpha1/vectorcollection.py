@@ -13,7 +13,7 @@ from pydantic import Field
 
 from llm_infra.api._model import ApiModel, KeyedBy, Rule, UniqueItems
 from llm_infra.api._resource import CrdInfo, PrinterColumn, Resource, ResourceStatus
-from llm_infra.api.v1alpha1._common import Name, SecretKeyRef
+from llm_infra.api.v1alpha1._common import HTTP_URL, Name, SecretKeyRef
 
 Distance = Literal["Cosine", "Dot", "Euclid", "Manhattan"]
 Datatype = Literal["float32", "float16", "uint8"]
@@ -27,7 +27,7 @@ PAYLOAD_PATH = r"^[A-Za-z_][A-Za-z0-9_-]*(\[[0-9]*\])?(\.[A-Za-z_][A-Za-z0-9_-]*
 class QdrantBackend(ApiModel):
     """A Qdrant server or cluster reached over the network."""
 
-    url: str = Field(pattern=r"^https?://[^\s/]+(/.*)?$", max_length=2048)
+    url: str = Field(pattern=HTTP_URL, max_length=2048)
     """Base URL of the Qdrant REST API, e.g. http://qdrant.qdrant.svc:6333."""
     api_key_secret_ref: SecretKeyRef | None = None
     """Secret key holding the API key, if the server requires one."""
