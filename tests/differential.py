@@ -10,7 +10,8 @@ a null, a bad metadata.name, or an edge value that stays valid (at a bound, at
 the longest length).
 
 `server_verdict` asks the API server (a dry-run create, as kubectl applies a new
-object, strict about unknown fields as kubectl is); `models_verdict` parses the
+object: strict about unknown fields, and a whole float written as an integer, as kubectl
+is); `models_verdict` parses the
 manifest as the operator does (`Kind.model_validate`); `disagreement` compares
 them: the same accept or refuse, and a refusal by both must name, in the API
 server's answer, every field the models name. The test is
@@ -180,7 +181,11 @@ class KindSchema:
         if kind == "object" and isinstance(node.get("additionalProperties"), Mapping):
             values = self.strategy(node["additionalProperties"])
             most = min(node.get("maxProperties", _SHORT), _SHORT)
-            return st.dictionaries(st.text(max_size=_SHORT_TEXT), values, max_size=most)
+            keys: st.SearchStrategy[str] = st.text(max_size=_SHORT_TEXT)
+            if isinstance(node.get("propertyNames"), Mapping):
+                # Keys that keep their pattern, and now and then any text (a key mutation).
+                keys = _rarely(_strings(node["propertyNames"]), keys)
+            return st.dictionaries(keys, values, max_size=most)
         if kind == "object":
             return st.dictionaries(st.text(max_size=8), _free_json(), max_size=_SHORT)
         raise AssertionError(f"no strategy for schema {dict(node)}")
@@ -553,14 +558,32 @@ def models_verdict(kind: type[Resource], manifest: Mapping[str, Any]) -> Verdict
         found = refused.errors()
         return Verdict(
             accepted=False,
-            fields=tuple(dotted(e["loc"]) for e in found),
-            kinds=tuple(e["type"] for e in found),
+            fields=tuple(dotted(_reported_at(e["loc"])) for e in found),
+            kinds=tuple(_server_check(e) for e in found),
             detail="; ".join(f"{dotted(e['loc'])}: {e['msg']} [{e['type']}]" for e in found),
         )
     return Verdict(accepted=True)
 
 
 _UNCHECKED = "some validation rules were not checked"
+
+
+def _reported_at(loc: Sequence[str | int]) -> Sequence[str | int]:
+    """Where the API server reports a models error at `loc`: a bad map key at the map."""
+    return loc[:-2] if loc[-1:] == ("[key]",) else loc
+
+
+def _server_check(error: Mapping[str, Any]) -> str:
+    """The models' error type, or "rule" where the API server may find it with a CEL rule."""
+    kind = str(error["type"])
+    # A float in an integer field (the whole-number rule of crdgen), a value off the enum of
+    # a nullable field (an enum rule there: no null in an enum ever matches), a map key (a
+    # key rule: a structural schema cannot constrain keys).
+    if kind == "int_type" and isinstance(error.get("input"), float):
+        return "rule"
+    if kind == "literal_error" or error["loc"][-1:] == ("[key]",):
+        return "rule"
+    return kind
 
 
 def server_verdict(
@@ -571,7 +594,7 @@ def server_verdict(
     answer = http.post(
         f"/apis/{info.group}/{info.version}/namespaces/{namespace}/{info.plural}",
         params={"dryRun": "All", "fieldValidation": "Strict"},
-        content=json.dumps(manifest, allow_nan=False),
+        content=json.dumps(_as_kubectl(manifest), allow_nan=False),
         headers={"Content-Type": "application/json"},
     )
     if answer.status_code in (200, 201):
@@ -589,6 +612,17 @@ def server_verdict(
         decoding=answer.status_code == 400,
         rules_unchecked=_UNCHECKED in message,
     )
+
+
+def _as_kubectl(value: Any) -> Any:
+    """What kubectl sends for `value`: Go's JSON writes a whole float64 below 1e21 as `8`."""
+    if isinstance(value, float) and value.is_integer() and abs(value) < 1e21:
+        return int(value)
+    if isinstance(value, dict):
+        return {key: _as_kubectl(item) for key, item in value.items()}
+    if isinstance(value, list):
+        return [_as_kubectl(item) for item in value]
+    return value
 
 
 def names_field(server: Verdict, field: str) -> bool:

@@ -95,6 +95,38 @@ def test_valid_manifest_is_accepted(
         assert result.returncode == 0, f"{case.id} document {index}: {result.stderr}"
 
 
+FLOATS_IN_INTEGER_FIELDS = [
+    ("VectorCollection", {"vectors": {"size": 8.0}}, "spec.vectors.size"),
+    # A field a cross-field rule reads: the float once failed inside that rule, at spec.
+    (
+        "Route",
+        {
+            "strategy": "weighted",
+            "targets": [{"name": "a", "provider": "openai", "model": "m", "weight": 1.0}],
+        },
+        "spec.targets[0].weight",
+    ),
+]
+
+
+@pytest.mark.usefixtures("crds")
+@pytest.mark.parametrize(("kind", "spec", "field"), FLOATS_IN_INTEGER_FIELDS)
+def test_a_float_posted_for_an_integer_is_refused_at_its_field(
+    kube: KubeServer, namespace: str, tmp_path: Path, kind: str, spec: dict[str, object], field: str
+) -> None:
+    # Posted as JSON, as a client library does (kubectl would send a YAML 8.0 as 8).
+    info = next(k.crd for k in v1alpha1.KINDS if k.crd.kind == kind)
+    body = {"apiVersion": info.api_version, "kind": kind, "metadata": {"name": "f"}, "spec": spec}
+    path = tmp_path / "body.json"
+    path.write_text(json.dumps(body))
+    assert ".0" in path.read_text()
+    url = f"/apis/{info.group}/{info.version}/namespaces/{namespace}/{info.plural}"
+    result = _kubectl(kube, "create", "--raw", url, "-f", str(path))
+    assert result.returncode != 0
+    assert field in result.stderr, result.stderr
+    assert "whole number written without a decimal point" in result.stderr
+
+
 @pytest.mark.usefixtures("crds")
 def test_explain_states_immutability_and_rules(kube: KubeServer) -> None:
     size = " ".join(kube.kubectl("explain", "vectorcollection.spec.vectors.size").stdout.split())
