@@ -615,7 +615,11 @@ def server_verdict(
 
 
 def _as_kubectl(value: Any) -> Any:
-    """What kubectl sends for `value`: Go's JSON writes a whole float64 below 1e21 as `8`."""
+    """What kubectl sends for `value`: Go's JSON writes a whole float64 below 1e21 as `8`.
+
+    Written apart from the models' own reading on purpose: with one shared function, a
+    mistake in it would reach both judges alike and never show.
+    """
     if isinstance(value, float) and value.is_integer() and abs(value) < 1e21:
         return int(value)
     if isinstance(value, dict):

@@ -81,7 +81,6 @@ class _Attackers:
 
     def __init__(self, step: Callable[..., object], *args: Any, workers: int) -> None:
         context = multiprocessing.get_context("spawn")
-        self._workers = workers
         self._on, self._stop = context.Event(), context.Event()
         # A step runs holding one of `workers` permits: taking them all waits out the steps
         # under way, so "paused" means no attacker is sending.
@@ -103,12 +102,12 @@ class _Attackers:
 
     def _pause(self) -> None:
         self._on.clear()
-        for _ in range(self._workers):
+        for _ in self._processes:
             assert self._permits.acquire(timeout=30)
 
     @contextlib.contextmanager
     def on(self) -> Iterator[None]:
-        for _ in range(self._workers):
+        for _ in self._processes:
             self._permits.release()
         self._on.set()
         try:
@@ -117,9 +116,12 @@ class _Attackers:
         finally:
             self._pause()
 
-    def close(self) -> None:
+    def __enter__(self) -> _Attackers:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
         self._stop.set()
-        for _ in range(self._workers):
+        for _ in self._processes:
             self._permits.release()
         self._on.set()
         for process in self._processes:
@@ -136,15 +138,6 @@ def _attacker(
         with permits:
             if on.is_set() and not stop.is_set():
                 step(*args)
-
-
-@contextlib.contextmanager
-def _attackers(step: Callable[..., object], *args: Any, workers: int) -> Iterator[_Attackers]:
-    attackers = _Attackers(step, *args, workers=workers)
-    try:
-        yield attackers
-    finally:
-        attackers.close()
 
 
 def _connect(port: int) -> socket.socket:
@@ -200,7 +193,7 @@ def _huge_headers(port: int) -> None:
 
 
 def test_huge_headers_do_not_stall_other_tenants(up_server: UpServer) -> None:
-    with _attackers(_huge_headers, up_server.port, workers=2) as attackers:
+    with _Attackers(_huge_headers, up_server.port, workers=2) as attackers:
         unloaded, loaded = _p99s(up_server, attackers.on)
     assert loaded <= RATIO * unloaded, (unloaded, loaded)
     assert up_server.rss_bytes() < RSS_BOUND
@@ -365,7 +358,7 @@ def test_guessing_keys_neither_slows_tenants_nor_takes_memory(up_server: UpServe
     # failure limit, a key not yet verified waits like theirs (docs/security.md).
     httpx.get(up_server.url + CONFIGS, headers=up_server.headers("reader-a")).raise_for_status()
     # 16 clients x 5 guesses a second: before the fix, 4 cores' worth of argon2id.
-    with _attackers(_guess, up_server.url, guesses, workers=16) as attackers:
+    with _Attackers(_guess, up_server.url, guesses, workers=16) as attackers:
         with attackers.on():
             # The first guesses of each minute are checked (auth_failures_per_minute): spent
             # here, the bystander then measures what lasts, the refusals before any check.

@@ -12,10 +12,11 @@ from __future__ import annotations
 import datetime
 import functools
 import json
+import types
 from abc import ABC, abstractmethod
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
-from typing import Annotated, Any, ClassVar, Self, get_args, get_origin
+from typing import Annotated, Any, ClassVar, Self, Union, get_args, get_origin
 
 from pydantic import (
     BaseModel,
@@ -195,7 +196,7 @@ def _prune_within(annotation: Any, value: Any) -> Any:
     if origin is dict and isinstance(value, Mapping):
         keep = _takes_none(args[1])
         return {k: _prune_within(args[1], v) for k, v in value.items() if v is not None or keep}
-    if args and origin not in (list, tuple, dict):  # X | None
+    if origin in (Union, types.UnionType):  # X | None
         inner = [arg for arg in args if arg is not type(None)]
         if len(inner) == 1:
             return _prune_within(inner[0], value)

@@ -46,10 +46,7 @@ def structural(schema: Mapping[str, Any], defs: Mapping[str, Any]) -> dict[str, 
             # matches (its validator skips untyped values): a rule checks the values instead,
             # and CEL rules skip a null.
             values = [value for value in node.pop("enum") if value is not None]
-            node["x-kubernetes-validations"] = [
-                *node.get("x-kubernetes-validations", ()),
-                _enum_rule(values),
-            ]
+            _add_validation(node, _enum_rule(values))
     if "const" in node:
         node["enum"] = [node.pop("const")]
     if "examples" in node:  # OpenAPI 3.0, as CRDs take it, knows one `example`
@@ -69,9 +66,7 @@ def structural(schema: Mapping[str, Any], defs: Mapping[str, Any]) -> dict[str, 
         # int64) then fails on, as a type error in whichever rule reads it, and which the
         # operator would read as a float. A rule on the field itself reads it, so a float is
         # refused there, at its own path ("invalid data, expected int, got float64").
-        validations = node.get("x-kubernetes-validations", [])
-        if WHOLE_NUMBER not in validations:  # not twice: an Optional's inner node came here too
-            node["x-kubernetes-validations"] = [*validations, WHOLE_NUMBER]
+        _add_validation(node, WHOLE_NUMBER)
     keys = node.pop("propertyNames", None)
     by_pattern = node.pop("patternProperties", None)
     if isinstance(by_pattern, Mapping):
@@ -81,7 +76,7 @@ def structural(schema: Mapping[str, Any], defs: Mapping[str, Any]) -> dict[str, 
         node["additionalProperties"] = values
     if isinstance(keys, Mapping):
         # A structural schema cannot constrain map keys: a rule checks them instead.
-        node.setdefault("x-kubernetes-validations", []).append(_key_rule(keys))
+        _add_validation(node, _key_rule(keys))
     additional = node.pop("additionalProperties", None)
     if isinstance(additional, Mapping):
         node["additionalProperties"] = structural(additional, defs)
@@ -110,6 +105,17 @@ def structural(schema: Mapping[str, Any], defs: Mapping[str, Any]) -> dict[str, 
             properties[name] = prop
         node["properties"] = properties
     return {k: v for k, v in node.items() if k not in _DROPPED}
+
+
+def _add_validation(node: dict[str, Any], rule: Mapping[str, str]) -> None:
+    """Add `rule` to `node`'s validations, once, in a list of the node's own.
+
+    The list may be shared (an Optional's node is built from its inner node's, the schema's
+    nodes come from pydantic), so it is replaced, not appended to.
+    """
+    validations = node.get("x-kubernetes-validations", [])
+    if rule not in validations:
+        node["x-kubernetes-validations"] = [*validations, dict(rule)]
 
 
 WHOLE_NUMBER = {
